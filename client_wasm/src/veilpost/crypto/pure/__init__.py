@@ -1,0 +1,95 @@
+"""The ``pure`` backend: standard library only, for Pyodide (and CPython without extras).
+
+SHA-256, SHA-512 and HMAC come from ``hashlib``/``hmac``, which are native code in Pyodide
+too. X25519, Ed25519, ChaCha20-Poly1305 and AES-128-GCM are implemented here in Python, tuned
+for CPython's big integers (see each module's docstring for the technique). Python integers
+give no constant-time guarantee; see ``docs/security.md`` for what that means for a browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from veilpost.crypto.backend import Aead
+from veilpost.crypto.errors import InvalidKeyError, KeyAgreementError
+from veilpost.crypto.pure import aes_gcm, chacha20poly1305, ed25519, x25519
+
+_ZERO32 = bytes(32)
+
+
+def _check_len(what: str, value: bytes, size: int) -> None:
+    if len(value) != size:
+        raise InvalidKeyError(f"{what} must be {size} bytes, got {len(value)}")
+
+
+class PureBackend:
+    """Standard-library implementation of :class:`veilpost.crypto.backend.CryptoBackend`."""
+
+    name = "pure"
+
+    def x25519_public_key(self, private_key: bytes) -> bytes:
+        _check_len("X25519 private key", private_key, 32)
+        return x25519.x25519_base(private_key)
+
+    def x25519(self, private_key: bytes, public_key: bytes) -> bytes:
+        _check_len("X25519 private key", private_key, 32)
+        _check_len("X25519 public key", public_key, 32)
+        shared = x25519.x25519(private_key, public_key)
+        if hmac.compare_digest(shared, _ZERO32):
+            raise KeyAgreementError("X25519 shared secret is all zero (RFC 7748 §6.1)")
+        return shared
+
+    def ed25519_public_key(self, private_key: bytes) -> bytes:
+        _check_len("Ed25519 private key", private_key, 32)
+        return ed25519.public_key(private_key)
+
+    def ed25519_sign(self, private_key: bytes, message: bytes) -> bytes:
+        _check_len("Ed25519 private key", private_key, 32)
+        return ed25519.sign(private_key, message)
+
+    def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        if len(public_key) != 32 or len(signature) != 64:
+            return False
+        return ed25519.verify(public_key, message, signature)
+
+    def aead_seal(
+        self, aead: Aead, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes
+    ) -> bytes:
+        _check_aead(aead, key, nonce)
+        module = aes_gcm if aead is Aead.AES_128_GCM else chacha20poly1305
+        return module.seal(key, nonce, aad, plaintext)
+
+    def aead_open(
+        self, aead: Aead, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes
+    ) -> bytes:
+        _check_aead(aead, key, nonce)
+        module = aes_gcm if aead is Aead.AES_128_GCM else chacha20poly1305
+        return module.open(key, nonce, aad, ciphertext)
+
+    def hmac_sha256(self, key: bytes, data: bytes) -> bytes:
+        return hmac.digest(key, data, "sha256")
+
+    def hkdf_extract(self, salt: bytes, ikm: bytes) -> bytes:
+        return hmac.digest(salt or _ZERO32, ikm, "sha256")
+
+    def hkdf_expand(self, prk: bytes, info: bytes, length: int) -> bytes:
+        if not 0 <= length <= 255 * 32:
+            raise ValueError(f"HKDF-Expand length must be in 0..8160, got {length}")
+        mac = hmac.new(prk, digestmod=hashlib.sha256)
+        out = bytearray()
+        block = b""
+        counter = 1
+        while len(out) < length:
+            h = mac.copy()
+            h.update(block + info + bytes((counter,)))
+            block = h.digest()
+            out += block
+            counter += 1
+        return bytes(out[:length])
+
+
+def _check_aead(aead: Aead, key: bytes, nonce: bytes) -> None:
+    _check_len(f"{aead.name} key", key, aead.key_size)
+    if len(nonce) != aead.nonce_size:
+        raise ValueError(f"{aead.name} nonce must be {aead.nonce_size} bytes, got {len(nonce)}")

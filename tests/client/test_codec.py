@@ -1,0 +1,180 @@
+"""The TLS presentation language codec (RFC 9420 §2.1) and the working group's
+``deserialization.json`` vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from support import MLS_VECTORS, VECTOR_COUNTS, h, load_json
+
+from veilpost.codec import (
+    MAX_VARINT,
+    DecodeError,
+    EncodeError,
+    Reader,
+    Writer,
+    decode,
+    decode_varint,
+    encode,
+    encode_varint,
+)
+
+
+def test_deserialization_vectors() -> None:
+    vectors = load_json(MLS_VECTORS / "deserialization.json")
+    for case in vectors:
+        header = h(case["vlbytes_header"])
+        assert decode_varint(header) == case["length"], case
+        assert encode_varint(case["length"]) == header, case
+        VECTOR_COUNTS["mls deserialization.json"]["passed"] += 1
+    assert len(vectors) == 14
+
+
+@pytest.mark.parametrize(
+    ("encoded", "value"),
+    [
+        ("25", 37),
+        ("7bbd", 15293),
+        ("9d7f3e7d", 494878333),
+        ("00", 0),
+        ("3f", 63),
+        ("4040", 64),
+        ("7fff", 16383),
+        ("80004000", 16384),
+        ("bfffffff", MAX_VARINT),
+    ],
+)
+def test_varint_examples_from_rfc(encoded: str, value: int) -> None:
+    assert decode_varint(h(encoded)) == value
+    assert encode_varint(value).hex() == encoded
+
+
+@pytest.mark.parametrize(
+    ("encoded", "message"),
+    [
+        ("4025", "non-minimal varint encoding of 37"),  # 37 fits in one byte
+        ("403f", "non-minimal varint encoding of 63"),
+        ("80003fff", "non-minimal varint encoding of 16383"),  # fits in two bytes
+        ("80000001", "non-minimal varint encoding of 1"),
+        ("c0", "invalid varint prefix 0b11"),
+        ("ffffffffffffffff", "invalid varint prefix 0b11"),
+        ("40", "truncated input"),
+        ("80ffff", "truncated input"),
+        ("", "truncated input"),
+        ("2500", "1 trailing bytes"),
+    ],
+)
+def test_varint_rejects_malformed(encoded: str, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode_varint(h(encoded))
+
+
+@pytest.mark.parametrize("value", [-1, MAX_VARINT + 1, 1 << 62])
+def test_varint_refuses_unencodable(value: int) -> None:
+    with pytest.raises(EncodeError):
+        encode_varint(value)
+
+
+@dataclass(frozen=True)
+class Example:
+    """struct { uint16 kind; opaque data<V>; optional<uint32> count; uint8 tags<V>; }"""
+
+    kind: int
+    data: bytes
+    count: int | None
+    tags: list[int]
+
+    def encode(self, writer: Writer) -> None:
+        writer.uint16(self.kind)
+        writer.opaque(self.data)
+        writer.optional(self.count, Writer.uint32)
+        writer.vector(self.tags, Writer.uint8)
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Example:
+        return cls(
+            kind=reader.uint16(),
+            data=reader.opaque(),
+            count=reader.optional(Reader.uint32),
+            tags=reader.vector(Reader.uint8),
+        )
+
+
+EXAMPLE = Example(kind=0x0102, data=b"abc", count=7, tags=[1, 2, 3])
+EXAMPLE_BYTES = h("010203616263010000000703010203")
+
+
+def test_struct_round_trip() -> None:
+    assert encode(EXAMPLE) == EXAMPLE_BYTES
+    assert decode(Example, EXAMPLE_BYTES) == EXAMPLE
+    empty = Example(kind=0, data=b"", count=None, tags=[])
+    assert encode(empty) == h("0000000000")
+    assert decode(Example, encode(empty)) == empty
+
+
+def test_struct_rejects_trailing_bytes() -> None:
+    with pytest.raises(DecodeError, match="1 trailing bytes after Example at offset 15"):
+        decode(Example, EXAMPLE_BYTES + b"\x00")
+
+
+@pytest.mark.parametrize("cut", range(len(EXAMPLE_BYTES)))
+def test_struct_rejects_every_truncation(cut: int) -> None:
+    with pytest.raises(DecodeError, match="truncated input"):
+        decode(Example, EXAMPLE_BYTES[:cut])
+
+
+def test_optional_rejects_presence_octet_other_than_0_or_1() -> None:
+    bad = EXAMPLE_BYTES[:6] + b"\x02" + EXAMPLE_BYTES[7:]
+    with pytest.raises(DecodeError, match="invalid presence octet 2"):
+        decode(Example, bad)
+
+
+def test_vector_item_may_not_run_past_the_vector() -> None:
+    # tags<V> claims 2 bytes, but items are uint16 read from a 3-byte window: the last item
+    # would need bytes beyond the vector even though the buffer has them.
+    data = Writer()
+    data.varint(3)
+    data.fixed(b"\x00\x01\x00\x02")
+    reader = Reader(data.getvalue())
+    with pytest.raises(DecodeError, match="truncated input"):
+        reader.vector(Reader.uint16)
+
+
+def test_vector_length_beyond_input() -> None:
+    with pytest.raises(DecodeError, match="length 5 at offset 1, 2 bytes left"):
+        Reader(h("050102")).vector(Reader.uint8)
+    with pytest.raises(DecodeError, match="need 5 bytes at offset 1, 2 left"):
+        Reader(h("050102")).opaque()
+
+
+def test_writer_refuses_out_of_range_integers() -> None:
+    writer = Writer()
+    for method, value in [
+        (writer.uint8, 256),
+        (writer.uint16, -1),
+        (writer.uint32, 1 << 32),
+        (writer.uint64, 1 << 64),
+    ]:
+        with pytest.raises(EncodeError):
+            method(value)
+    with pytest.raises(EncodeError, match="must be 4 bytes"):
+        writer.fixed(b"abc", 4)
+
+
+def test_fixed_width_integers_big_endian() -> None:
+    writer = Writer()
+    writer.uint8(1)
+    writer.uint16(0x0203)
+    writer.uint32(0x04050607)
+    writer.uint64(0x08090A0B0C0D0E0F)
+    data = writer.getvalue()
+    assert data == bytes(range(1, 16))
+    reader = Reader(data)
+    assert [reader.uint8(), reader.uint16(), reader.uint32(), reader.uint64()] == [
+        1,
+        0x0203,
+        0x04050607,
+        0x08090A0B0C0D0E0F,
+    ]
+    reader.finish()
