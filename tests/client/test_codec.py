@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import MLS_VECTORS, VECTOR_COUNTS, h, load_json
 
 from veilpost.codec import (
@@ -178,3 +180,55 @@ def test_fixed_width_integers_big_endian() -> None:
         0x08090A0B0C0D0E0F,
     ]
     reader.finish()
+
+
+# -- fuzzing: malformed input raises DecodeError and nothing else -----------------------------
+
+examples = st.builds(
+    Example,
+    kind=st.integers(min_value=0, max_value=0xFFFF),
+    data=st.binary(max_size=200),
+    count=st.none() | st.integers(min_value=0, max_value=0xFFFFFFFF),
+    tags=st.lists(st.integers(min_value=0, max_value=255), max_size=100),
+)
+
+
+@settings(max_examples=300)
+@given(examples)
+def test_struct_round_trip_property(value: Example) -> None:
+    assert decode(Example, encode(value)) == value
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=300))
+def test_random_bytes_decode_or_raise_decode_error(data: bytes) -> None:
+    try:
+        value = decode(Example, data)
+    except DecodeError:
+        return
+    assert encode(value) == data  # anything accepted re-encodes to the same bytes
+
+
+@settings(max_examples=500)
+@given(examples, st.data())
+def test_mutated_encodings_decode_or_raise_decode_error(
+    value: Example, data: st.DataObject
+) -> None:
+    encoded = bytearray(encode(value))
+    position = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
+    encoded[position] = data.draw(st.integers(min_value=0, max_value=255))
+    cut = data.draw(st.integers(min_value=0, max_value=len(encoded)))
+    for candidate in (bytes(encoded), bytes(encoded[:cut]), bytes(encoded) + b"\x00"):
+        try:
+            decoded = decode(Example, candidate)
+        except DecodeError:
+            continue
+        assert encode(decoded) == candidate
+
+
+@settings(max_examples=300)
+@given(st.integers(min_value=0, max_value=MAX_VARINT))
+def test_varint_round_trip_is_minimal(value: int) -> None:
+    encoded = encode_varint(value)
+    assert decode_varint(encoded) == value
+    assert len(encoded) == (1 if value < 64 else 2 if value < 16384 else 4)

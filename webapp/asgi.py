@@ -1,0 +1,31 @@
+"""ASGI entry point: ``daphne webapp.asgi:application`` (and ``manage.py runserver``).
+
+HTTP goes to Django (REST API, pages, and in DEBUG or with VEILPOST_SERVE_STATIC the static
+files); WebSocket connections go to the relay's consumers, behind an Origin check.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+# Set up Django (apps, settings) before importing anything that uses models or settings.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from webapp.relay.routing import websocket_urlpatterns  # noqa: E402
+from webapp.relay.security import AllowedHostsOriginValidator  # noqa: E402
+from webapp.staticfiles import StaticFilesHandler  # noqa: E402
+
+http_app = (
+    StaticFilesHandler(django_asgi_app) if settings.VEILPOST_SERVE_STATIC else django_asgi_app
+)
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+    }
+)

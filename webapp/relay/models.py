@@ -1,0 +1,1 @@
+"""Relay models. None yet: the delivery service adds its topics, envelopes and directory here."""

@@ -1,0 +1,210 @@
+"""Django settings for the Veilpost relay.
+
+Everything an operator sets comes from the environment:
+
+``VEILPOST_DEBUG``
+    ``1``/``0`` (also true/false, yes/no, on/off). Defaults to **on**, for a source checkout;
+    any deployment (the Docker image does) must set ``VEILPOST_DEBUG=0``.
+``VEILPOST_SECRET_KEY``
+    Django's secret key. Required when DEBUG is off, unless ``VEILPOST_SECRET_KEY_FILE`` is set.
+    Every node of a scaled-out relay needs the same key.
+``VEILPOST_SECRET_KEY_FILE``
+    A file holding the secret key, created with a fresh random key if it does not exist (the
+    Docker image points it into its data volume). Used when ``VEILPOST_SECRET_KEY`` is unset.
+    With neither set and DEBUG on, a per-checkout key is generated in ``db/dev-secret-key``.
+``VEILPOST_ALLOWED_HOSTS``
+    Comma-separated host names; default ``localhost,127.0.0.1,[::1]``. WebSocket origins are
+    checked against the same list.
+``VEILPOST_HTTPS``
+    ``1`` when clients reach the relay over HTTPS (TLS at Daphne or at a proxy): marks cookies
+    Secure. Default off. Redirects to HTTPS and HSTS belong to the TLS-terminating proxy.
+``VEILPOST_SERVE_STATIC``
+    ``1`` to have Daphne serve ``/static/`` itself (see ``webapp/asgi.py``); defaults to DEBUG.
+``VEILPOST_LOG_LEVEL``
+    Log level of the console log; default ``INFO``.
+``DATABASE_URL``
+    A dj-database-url URL (e.g. ``postgres://user:pass@host/veilpost``). Default: SQLite at
+    ``db/veilpost.sqlite3`` in WAL mode.
+``REDIS_URL``
+    Use channels_redis' RedisChannelLayer at this URL (needed for more than one Daphne node).
+    Default: Channels' in-memory layer (one process only).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = BASE_DIR / "db"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}"
+    )
+
+
+def _env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _read_or_create_key(path: Path) -> str:
+    """Read the secret key in ``path``, first writing a fresh random one if the file is missing."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50) + "\n")
+    key = path.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(f"the secret key file {path} is empty")
+    return key
+
+
+def _secret_key(debug: bool) -> str:
+    key = os.environ.get("VEILPOST_SECRET_KEY", "").strip()
+    if key:
+        return key
+    key_file = os.environ.get("VEILPOST_SECRET_KEY_FILE", "").strip()
+    if key_file:
+        return _read_or_create_key(Path(key_file))
+    if debug:
+        return _read_or_create_key(DATA_DIR / "dev-secret-key")
+    raise ImproperlyConfigured(
+        "Set VEILPOST_SECRET_KEY (or VEILPOST_SECRET_KEY_FILE) when VEILPOST_DEBUG is off."
+    )
+
+
+def _database() -> dict[str, Any]:
+    if os.environ.get("DATABASE_URL"):
+        db: dict[str, Any] = dict(dj_database_url.config())
+    else:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        db = dict(dj_database_url.parse(f"sqlite:///{DATA_DIR / 'veilpost.sqlite3'}"))
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        db["OPTIONS"] = {
+            # WAL lets readers run beside the writer; IMMEDIATE takes the write lock when a
+            # transaction starts, so concurrent writers wait (timeout, seconds) instead of
+            # failing with "database is locked" on a lock upgrade.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            **db.get("OPTIONS", {}),
+        }
+    return db
+
+
+DEBUG = _env_bool("VEILPOST_DEBUG", True)
+SECRET_KEY = _secret_key(DEBUG)
+ALLOWED_HOSTS = _env_list("VEILPOST_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",  # first: its runserver command (serving HTTP and WebSocket) replaces Django's
+    "channels",
+    "django.contrib.staticfiles",
+    "ninja",  # serves the API docs' JavaScript and CSS from our own static files, not a CDN
+    "webapp.relay",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+ASGI_APPLICATION = "webapp.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if os.environ.get("REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# Static files: the web chat in static/, and the Pyodide runtime from npm under /static/pyodide/.
+# Folders that are absent (node_modules before `npm ci`) are left out so that `check` stays quiet.
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS: list[Path | tuple[str, Path]] = []
+if (BASE_DIR / "static").is_dir():
+    STATICFILES_DIRS.append(BASE_DIR / "static")
+if (BASE_DIR / "node_modules" / "pyodide").is_dir():
+    STATICFILES_DIRS.append(("pyodide", BASE_DIR / "node_modules" / "pyodide"))
+# Daphne serves static files itself (see webapp/asgi.py) in DEBUG, or when asked to.
+VEILPOST_SERVE_STATIC = _env_bool("VEILPOST_SERVE_STATIC", DEBUG)
+
+# Security headers. Django's defaults already send nosniff, Referrer-Policy: same-origin and
+# Cross-Origin-Opener-Policy: same-origin; these make the rest explicit.
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+VEILPOST_HTTPS = _env_bool("VEILPOST_HTTPS", False)
+CSRF_COOKIE_SECURE = VEILPOST_HTTPS
+SESSION_COOKIE_SECURE = VEILPOST_HTTPS
+# `check --deploy` still warns about SECURE_SSL_REDIRECT (W008) and HSTS (W004) on purpose:
+# both belong to whatever terminates TLS, and a redirect here would break the container's
+# plain-HTTP health check.
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "console": {"format": "{asctime} {levelname} {name}: {message}", "style": "{"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "console"},
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("VEILPOST_LOG_LEVEL", "INFO")},
+    # Drop the handler Django's default logging puts on "django", so each record prints once.
+    "loggers": {"django": {"handlers": [], "propagate": True}},
+}
