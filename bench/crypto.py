@@ -37,7 +37,7 @@ TARGETS = {  # pure backend inside Pyodide, in ms (issue #2)
 
 def _median_ms(fn: Callable[[], object], min_runs: int, min_seconds: float) -> float:
     fn()  # warm-up (also builds lazily computed tables)
-    times = []
+    times: list[float] = []
     start = time.perf_counter()
     while len(times) < min_runs or time.perf_counter() - start < min_seconds:
         t0 = time.perf_counter()

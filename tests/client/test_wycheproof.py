@@ -101,8 +101,10 @@ def check_hkdf(backend: CryptoBackend, group: dict[str, Any], case: dict[str, An
 
 
 def check_hmac(backend: CryptoBackend, group: dict[str, Any], case: dict[str, Any]) -> bool:
-    tag = backend.hmac_sha256(h(case["key"]), h(case["msg"]))[: group["tagSize"] // 8]
-    return (tag == h(case["tag"])) == (case["result"] == "valid")
+    tag_size: int = group["tagSize"] // 8
+    tag = backend.hmac_sha256(h(case["key"]), h(case["msg"]))[:tag_size]
+    valid: bool = case["result"] == "valid"
+    return (tag == h(case["tag"])) == valid
 
 
 def _aead_applies(key_bits: int) -> Callable[[dict[str, Any]], bool]:

@@ -25,6 +25,10 @@ function fail(message) {
 if (!existsSync(join(wheelDir, "manifest.json"))) fail("no veilpost wheel in static/wasm/: run ./dev setup");
 if (!existsSync(testWheelDir)) fail("no test wheels in .cache/pyodide-wheels/: run ./dev setup");
 const { wheel } = JSON.parse(readFileSync(join(wheelDir, "manifest.json"), "utf8"));
+if (!wheel || !existsSync(join(wheelDir, wheel))) fail(`wheel ${wheel} listed in static/wasm/manifest.json is missing: run ./dev setup`);
+// An uncaught error would print a line of Pyodide's minified source; print just the message.
+process.on("uncaughtException", (error) => fail(error?.message ?? String(error)));
+process.on("unhandledRejection", (error) => fail(error?.message ?? String(error)));
 
 let args = process.argv.slice(2);
 if (args.length === 0) {
