@@ -57,15 +57,17 @@ class PureBackend:
         self, aead: Aead, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes
     ) -> bytes:
         _check_aead(aead, key, nonce)
-        module = aes_gcm if aead is Aead.AES_128_GCM else chacha20poly1305
-        return module.seal(key, nonce, aad, plaintext)
+        if aead is Aead.AES_128_GCM:
+            return aes_gcm.seal(key, nonce, aad, plaintext)
+        return chacha20poly1305.seal(key, nonce, aad, plaintext)
 
     def aead_open(
         self, aead: Aead, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes
     ) -> bytes:
         _check_aead(aead, key, nonce)
-        module = aes_gcm if aead is Aead.AES_128_GCM else chacha20poly1305
-        return module.open(key, nonce, aad, ciphertext)
+        if aead is Aead.AES_128_GCM:
+            return aes_gcm.open(key, nonce, aad, ciphertext)
+        return chacha20poly1305.open(key, nonce, aad, ciphertext)
 
     def hmac_sha256(self, key: bytes, data: bytes) -> bytes:
         return hmac.digest(key, data, "sha256")

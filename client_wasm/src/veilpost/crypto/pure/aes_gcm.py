@@ -234,10 +234,11 @@ def _ghash_short(h: int, data: bytes) -> int:
         b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15 = (
             y ^ fb(data[i : i + 16], "big")
         ).to_bytes(16, "big")
-        p = ((((((((u[b0] << 8 ^ u[b1]) << 8 ^ u[b2]) << 8 ^ u[b3]) << 8 ^ u[b4]) << 8 ^ u[b5])
-              << 8 ^ u[b6]) << 8 ^ u[b7]) << 8 ^ u[b8]) << 8 ^ u[b9]
-        p = (((((p << 8 ^ u[b10]) << 8 ^ u[b11]) << 8 ^ u[b12]) << 8 ^ u[b13]) << 8 ^ u[b14]) << 8
-        p ^= u[b15]
+        # Horner's rule over the bytes: p = (...(u[b0] << 8 ^ u[b1]) << 8 ...) << 8 ^ u[b15].
+        p = ((u[b0] << 8 ^ u[b1]) << 8 ^ u[b2]) << 8 ^ u[b3]
+        p = (((p << 8 ^ u[b4]) << 8 ^ u[b5]) << 8 ^ u[b6]) << 8 ^ u[b7]
+        p = (((p << 8 ^ u[b8]) << 8 ^ u[b9]) << 8 ^ u[b10]) << 8 ^ u[b11]
+        p = (((p << 8 ^ u[b12]) << 8 ^ u[b13]) << 8 ^ u[b14]) << 8 ^ u[b15]
         low = p & m127
         w = (low << 8) ^ (low << 7) ^ (low << 6) ^ (low << 1)
         y = (p >> 127) ^ (w >> 7) ^ fold[w & 0x7F]
@@ -268,8 +269,8 @@ def _ghash_long(h: int, data: bytes) -> int:
         b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15 = (
             y ^ fb(data[i : i + 16], "big")
         ).to_bytes(16, "big")
-        y = (t0[b0] ^ t1[b1] ^ t2[b2] ^ t3[b3] ^ t4[b4] ^ t5[b5] ^ t6[b6] ^ t7[b7]
-             ^ t8[b8] ^ t9[b9] ^ t10[b10] ^ t11[b11] ^ t12[b12] ^ t13[b13] ^ t14[b14] ^ t15[b15])
+        y = t0[b0] ^ t1[b1] ^ t2[b2] ^ t3[b3] ^ t4[b4] ^ t5[b5] ^ t6[b6] ^ t7[b7]
+        y ^= t8[b8] ^ t9[b9] ^ t10[b10] ^ t11[b11] ^ t12[b12] ^ t13[b13] ^ t14[b14] ^ t15[b15]
     return y
 
 

@@ -42,7 +42,7 @@ browser. The code is written for clarity and speed, not contorted towards consta
 """
 
 # The round functions keep each quarter-round step ("a += b; d ^= a; d <<<= 16") on one line,
-# as RFC 8439 §2.1 writes it.
+# as RFC 8439 §2.1 writes it (hence also the "fmt: off" blocks).
 # ruff: noqa: E702
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def _keystream_word_sliced(state: tuple[int, ...], nblocks: int) -> list[int]:
     init = [word * ones for word in state]
     init[12] += _lane_index(nblocks)  # block j uses counter + j
     x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15 = init
+    # fmt: off
     for _ in range(10):
         # Column round: QUARTERROUND(0, 4, 8, 12) ... (3, 7, 11, 15), §2.2, each line being
         # "a += b; d ^= a; d <<<= 16" and so on for all lanes at once.
@@ -130,6 +131,7 @@ def _keystream_word_sliced(state: tuple[int, ...], nblocks: int) -> list[int]:
         x9 = (x9 + x14) & m; x4 ^= x9; x4 = ((x4 << 12) | (x4 >> 20)) & m
         x3 = (x3 + x4) & m; x14 ^= x3; x14 = ((x14 << 8) | (x14 >> 24)) & m
         x9 = (x9 + x14) & m; x4 ^= x9; x4 = ((x4 << 7) | (x4 >> 25)) & m
+    # fmt: on
     final = (x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15)
     # Add the input state (§2.3) and pair words 2i and 2i+1 into one 64-bit lane.
     return [
@@ -159,6 +161,7 @@ def _keystream_row_sliced(state: tuple[int, ...], nblocks: int) -> bytearray:
     c0 = row(*state[8:12])
     d0 = row(*state[12:16]) + _lane_index(nblocks)  # counters in segment 0
     a, b, c, d = a0, b0, c0, d0
+    # fmt: off
     for _ in range(10):
         # Column round, all four columns at once.
         a = (a + b) & m; d ^= a; d = ((d << 16) | (d >> 16)) & m
@@ -179,6 +182,7 @@ def _keystream_row_sliced(state: tuple[int, ...], nblocks: int) -> bytearray:
         b = ((b >> seg3) | (b << seg)) & m
         c = ((c >> seg2) | (c << seg2)) & m
         d = ((d >> seg) | (d << seg3)) & m
+    # fmt: on
     out = bytearray(64 * nblocks)
     view = memoryview(out).cast("Q")
     for r, (x, x_init) in enumerate(((a, a0), (b, b0), (c, c0), (d, d0))):
