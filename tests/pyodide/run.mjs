@@ -7,13 +7,16 @@
 // into static/wasm/ (the same file the browser loads) and the pure-Python test wheels from
 // .cache/pyodide-wheels/, mounts the checkout and ../shared at their real paths, forces the
 // pure crypto backend and runs pytest. The exit code is pytest's.
-import { readFileSync, readdirSync, existsSync } from "node:fs";
+import { readFileSync, readdirSync, existsSync, realpathSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadPyodide } from "pyodide";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const shared = resolve(process.env.VEILPOST_SHARED || join(root, "../shared"));
+// Real paths: a symlinked checkout or ../shared must be mounted where it really is.
+const root = realpathSync(resolve(dirname(fileURLToPath(import.meta.url)), "../.."));
+const sharedPath = resolve(process.env.VEILPOST_SHARED || join(root, "../shared"));
+if (!existsSync(sharedPath)) fail(`test vectors not found at ${sharedPath}: put shared/ beside the checkout or set VEILPOST_SHARED`);
+const shared = realpathSync(sharedPath);
 const wheelDir = join(root, "static/wasm");
 const testWheelDir = join(root, ".cache/pyodide-wheels");
 
