@@ -232,3 +232,16 @@ def test_varint_round_trip_is_minimal(value: int) -> None:
     encoded = encode_varint(value)
     assert decode_varint(encoded) == value
     assert len(encoded) == (1 if value < 64 else 2 if value < 16384 else 4)
+
+
+def test_struct_vector_and_optional_struct() -> None:
+    writer = Writer()
+    writer.struct_vector([EXAMPLE, EXAMPLE])
+    writer.optional_struct(EXAMPLE)
+    writer.optional_struct(None)
+    reader = Reader(writer.getvalue())
+    assert reader.vector(Example.decode) == [EXAMPLE, EXAMPLE]
+    assert reader.optional(Example.decode) == EXAMPLE
+    assert reader.optional(Example.decode) is None
+    reader.finish()
+    assert writer.getvalue()[:1] == bytes([2 * len(EXAMPLE_BYTES)])

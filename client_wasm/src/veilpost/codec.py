@@ -258,6 +258,14 @@ class Writer:
         self._buf += encode_varint(len(inner._buf))
         self._buf += inner._buf
 
+    def struct_vector(self, items: Iterable[Struct]) -> None:
+        """Write ``T field<V>`` for a vector of structs (each written by its ``encode``)."""
+        inner = Writer()
+        for item in items:
+            item.encode(inner)
+        self._buf += encode_varint(len(inner._buf))
+        self._buf += inner._buf
+
     def optional(self, value: T | None, write_item: Callable[[Writer, T], None]) -> None:
         """Write ``optional<T>``: a presence octet, then the value when present."""
         if value is None:
@@ -269,6 +277,14 @@ class Writer:
     def struct(self, value: Struct) -> None:
         """Write a struct."""
         value.encode(self)
+
+    def optional_struct(self, value: Struct | None) -> None:
+        """Write ``optional<T>`` for a struct."""
+        if value is None:
+            self._buf.append(0)
+        else:
+            self._buf.append(1)
+            value.encode(self)
 
 
 def encode(value: Struct) -> bytes:
