@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import MLS_VECTORS, VECTOR_COUNTS, h, load_json
+from mls_vectors import run_vector_file
+from support import VECTOR_COUNTS, h
 
 from veilpost.codec import (
     MAX_VARINT,
@@ -24,13 +25,8 @@ from veilpost.codec import (
 
 
 def test_deserialization_vectors() -> None:
-    vectors = load_json(MLS_VECTORS / "deserialization.json")
-    for case in vectors:
-        header = h(case["vlbytes_header"])
-        assert decode_varint(header) == case["length"], case
-        assert encode_varint(case["length"]) == header, case
-        VECTOR_COUNTS["mls deserialization.json"]["passed"] += 1
-    assert len(vectors) == 14
+    assert run_vector_file("deserialization", None) == {None}
+    assert VECTOR_COUNTS["mls deserialization.json"]["passed"] >= 14
 
 
 @pytest.mark.parametrize(

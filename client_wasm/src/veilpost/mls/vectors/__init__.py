@@ -9,6 +9,7 @@ naming what differed. The same checkers drive the pytest tests and the command-l
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,23 @@ Checker = Callable[[Case, CryptoProvider], None]
 
 CHECKERS: dict[str, Checker] = {}
 """Vector kind (the file's stem in the upstream repository, e.g. ``"tree-math"``) → checker."""
+
+_CHECKER_MODULES = (
+    "crypto_basics",
+    "deserialization",
+    "key_schedule",
+    "messages",
+    "psk_secret",
+    "secret_tree",
+    "tree_math",
+)
+
+
+def load_checkers() -> dict[str, Checker]:
+    """Import every checker module (each registers itself) and return :data:`CHECKERS`."""
+    for name in _CHECKER_MODULES:
+        importlib.import_module(f"{__name__}.{name}")
+    return CHECKERS
 
 
 class VectorMismatch(AssertionError):
