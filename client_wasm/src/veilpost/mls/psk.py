@@ -6,8 +6,9 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from veilpost.codec import DecodeError, Reader, Writer, encode
+from veilpost.codec import Reader, Writer, encode
 from veilpost.crypto import CipherSuite
+from veilpost.mls._wire import read_selector
 from veilpost.mls.errors import ProtocolError
 
 
@@ -53,24 +54,11 @@ class PreSharedKeyID:
 
     @classmethod
     def decode(cls, reader: Reader) -> PreSharedKeyID:
-        start = reader.offset
-        raw_type = reader.uint8("PreSharedKeyID.psktype")
-        try:
-            psktype = PSKType(raw_type)
-        except ValueError:
-            raise DecodeError(
-                f"PreSharedKeyID at offset {start}: unknown psktype {raw_type}"
-            ) from None
+        psktype = read_selector(reader, PSKType, "PreSharedKeyID.psktype")
         if psktype is PSKType.EXTERNAL:
             psk_id = reader.opaque("PreSharedKeyID.psk_id")
             return cls(psktype, psk_id=psk_id, psk_nonce=reader.opaque("PreSharedKeyID.psk_nonce"))
-        raw_usage = reader.uint8("PreSharedKeyID.usage")
-        try:
-            usage = ResumptionPSKUsage(raw_usage)
-        except ValueError:
-            raise DecodeError(
-                f"PreSharedKeyID at offset {start}: unknown usage {raw_usage}"
-            ) from None
+        usage = read_selector(reader, ResumptionPSKUsage, "PreSharedKeyID.usage")
         group_id = reader.opaque("PreSharedKeyID.psk_group_id")
         epoch = reader.uint64("PreSharedKeyID.psk_epoch")
         return cls(
