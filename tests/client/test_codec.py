@@ -241,3 +241,18 @@ def test_struct_vector_and_optional_struct() -> None:
     assert reader.optional(Example.decode) is None
     reader.finish()
     assert writer.getvalue()[:1] == bytes([2 * len(EXAMPLE_BYTES)])
+
+
+def test_zero_width_vector_items_are_malformed() -> None:
+    # A decoder whose item reads nothing would loop forever on a non-empty vector.
+    with pytest.raises(DecodeError, match="item at offset 1 is empty"):
+        Reader(h("020000")).vector(lambda reader: None)
+
+
+def test_reader_window_and_sizes_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"window 0\.\.10 outside a 3-byte buffer"):
+        Reader(b"abc", 0, 10)
+    with pytest.raises(ValueError, match=r"window 2\.\.1 "):
+        Reader(b"abc", 2, 1)
+    with pytest.raises(ValueError, match="cannot read -1 bytes"):
+        Reader(b"abc").fixed(-1)

@@ -90,8 +90,10 @@ class Reader:
         self, data: bytes | bytearray | memoryview, start: int = 0, end: int | None = None
     ) -> None:
         self._data = bytes(data) if not isinstance(data, bytes) else data
-        self._pos = start
         self._end = len(self._data) if end is None else end
+        if not 0 <= start <= self._end <= len(self._data):
+            raise ValueError(f"window {start}..{end} outside a {len(self._data)}-byte buffer")
+        self._pos = start
 
     @property
     def offset(self) -> int:
@@ -104,6 +106,8 @@ class Reader:
         return self._end - self._pos
 
     def _take(self, size: int, what: str) -> bytes:
+        if size < 0:
+            raise ValueError(f"cannot read {size} bytes")
         start = self._pos
         stop = start + size
         if stop > self._end:
@@ -176,7 +180,10 @@ class Reader:
         inner = Reader(self._data, start, stop)
         items = []
         while inner._pos < stop:
+            before = inner._pos
             items.append(read_item(inner))
+            if inner._pos == before:  # a zero-width item would repeat forever
+                raise DecodeError(f"{what} item at offset {before} is empty")
         self._pos = stop
         return items
 
@@ -260,11 +267,7 @@ class Writer:
 
     def struct_vector(self, items: Iterable[Struct]) -> None:
         """Write ``T field<V>`` for a vector of structs (each written by its ``encode``)."""
-        inner = Writer()
-        for item in items:
-            item.encode(inner)
-        self._buf += encode_varint(len(inner._buf))
-        self._buf += inner._buf
+        self.vector(items, Writer.struct)
 
     def optional(self, value: T | None, write_item: Callable[[Writer, T], None]) -> None:
         """Write ``optional<T>``: a presence octet, then the value when present."""
@@ -280,11 +283,7 @@ class Writer:
 
     def optional_struct(self, value: Struct | None) -> None:
         """Write ``optional<T>`` for a struct."""
-        if value is None:
-            self._buf.append(0)
-        else:
-            self._buf.append(1)
-            value.encode(self)
+        self.optional(value, Writer.struct)
 
 
 def encode(value: Struct) -> bytes:

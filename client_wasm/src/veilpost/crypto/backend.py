@@ -16,10 +16,11 @@ Selection order: the ``backend`` argument, then the environment variable
 from __future__ import annotations
 
 import enum
+import hmac
 import os
 from typing import Protocol
 
-from veilpost.crypto.errors import UnsupportedError
+from veilpost.crypto.errors import InvalidKeyError, KeyAgreementError, UnsupportedError
 
 ENV_VAR = "VEILPOST_CRYPTO_BACKEND"
 BACKEND_NAMES = ("native", "pure")
@@ -50,9 +51,10 @@ class Aead(enum.Enum):
 class CryptoBackend(Protocol):
     """The primitives that a backend implements; everything else is built on top of them.
 
-    Inputs are validated by the backend: wrong key, nonce or signature lengths raise
-    :class:`~veilpost.crypto.errors.InvalidKeyError` (or ``ValueError`` for nonces), never a
-    backend-specific exception.
+    Inputs are validated by the backend, never by a backend-specific exception: a key of the
+    wrong length raises :class:`~veilpost.crypto.errors.InvalidKeyError`, a nonce of the wrong
+    length ``ValueError``; a malformed Ed25519 key or signature makes ``ed25519_verify`` return
+    ``False``. Both backends accept and reject exactly the same inputs.
     """
 
     name: str
@@ -102,7 +104,57 @@ class CryptoBackend(Protocol):
         ...
 
 
+# -- checks shared by both backends ------------------------------------------------------------
+
+_ZERO32 = bytes(32)
+
+
+def check_key_length(what: str, value: bytes, size: int) -> None:
+    """Raise :class:`InvalidKeyError` unless ``value`` is ``size`` bytes long."""
+    if len(value) != size:
+        raise InvalidKeyError(f"{what} must be {size} bytes, got {len(value)}")
+
+
+def check_aead_inputs(aead: Aead, key: bytes, nonce: bytes) -> None:
+    """Check the key and nonce lengths of ``aead``."""
+    check_key_length(f"{aead.name} key", key, aead.key_size)
+    if len(nonce) != aead.nonce_size:
+        raise ValueError(f"{aead.name} nonce must be {aead.nonce_size} bytes, got {len(nonce)}")
+
+
+def reject_zero_shared_secret(shared: bytes) -> bytes:
+    """Return ``shared`` unless it is all zero (RFC 7748 §6.1), which raises."""
+    if hmac.compare_digest(shared, _ZERO32):
+        raise KeyAgreementError("X25519 shared secret is all zero (RFC 7748 §6.1)")
+    return shared
+
+
+def check_hkdf_length(length: int) -> None:
+    """HKDF-Expand with SHA-256 produces at most 255 * 32 bytes (RFC 5869 §2.3)."""
+    if not 0 <= length <= 255 * 32:
+        raise ValueError(f"HKDF-Expand length must be in 0..8160, got {length}")
+
+
+_P25519 = 2**255 - 19
+
+
+def ed25519_public_key_is_canonical(public_key: bytes) -> bool:
+    """Whether a 32-byte Ed25519 public key is a canonical encoding (RFC 8032 §5.1.3).
+
+    Rejects y >= p and the negative zero x (sign bit set with y = ±1, where x = 0). OpenSSL
+    reduces such encodings instead of rejecting them, which would let the native backend accept
+    signatures the pure backend rejects; both backends apply this check first.
+    """
+    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
+    if y >= _P25519:
+        return False
+    return not (public_key[31] & 0x80 and y in (1, _P25519 - 1))
+
+
+# -- selection ---------------------------------------------------------------------------------
+
 _cache: dict[str, CryptoBackend] = {}
+_unavailable: dict[str, UnsupportedError] = {}
 
 
 def _load(name: str) -> CryptoBackend:
@@ -142,6 +194,12 @@ def get_backend(name: str | None = None) -> CryptoBackend:
             return get_backend("native")
         except UnsupportedError:
             return get_backend("pure")
+    if name in _unavailable:  # remember a failed import: retrying it costs ~0.5 ms each time
+        raise _unavailable[name]
     if name not in _cache:
-        _cache[name] = _load(name)
+        try:
+            _cache[name] = _load(name)
+        except UnsupportedError as exc:
+            _unavailable[name] = exc
+            raise
     return _cache[name]

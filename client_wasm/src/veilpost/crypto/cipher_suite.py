@@ -66,6 +66,8 @@ class CipherSuite:
     kdf_size = 32  # KDF.Nh for HKDF-SHA256
 
     def __init__(self, suite_id: int, provider: CryptoProvider | None = None) -> None:
+        if not isinstance(suite_id, int):
+            raise TypeError(f"cipher suite must be an int code point, got {suite_id!r}")
         try:
             self.id = CipherSuiteId(suite_id)
         except ValueError:
@@ -141,6 +143,8 @@ class CipherSuite:
         self, secret: bytes, label: str | bytes, generation: int, length: int
     ) -> bytes:
         """``DeriveTreeSecret(Secret, Label, Generation, Length)`` (§9)."""
+        if not 0 <= generation < 1 << 32:
+            raise ValueError(f"generation {generation} is not a uint32")
         return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
 
     # -- hash-based identifiers (§5.2) ----------------------------------------------------------

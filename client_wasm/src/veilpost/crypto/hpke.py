@@ -10,6 +10,8 @@ encryption context with its sequence-numbered nonces (§5.2), the secret export 
 
 from __future__ import annotations
 
+import enum
+
 from veilpost.crypto.backend import Aead
 from veilpost.crypto.errors import AeadAuthenticationError, HpkeError, KeyAgreementError
 from veilpost.crypto.provider import CryptoProvider
@@ -93,8 +95,8 @@ class Hpke:
 
     # -- key schedule (§5.1) and single-shot APIs (§6) -----------------------------------------
 
-    def key_schedule(self, shared_secret: bytes, info: bytes) -> Context:
-        """``KeySchedule`` in base mode: the context for a shared secret and ``info``."""
+    def key_schedule(self, shared_secret: bytes, info: bytes, role: Role) -> Context:
+        """``KeySchedule`` in base mode: the ``role``'s context for a shared secret and ``info``."""
         sid = self._suite_id
         psk_id_hash = self._labeled_extract(sid, b"", b"psk_id_hash", b"")
         info_hash = self._labeled_extract(sid, b"", b"info_hash", info)
@@ -102,6 +104,7 @@ class Hpke:
         secret = self._labeled_extract(sid, shared_secret, b"secret", b"")
         return Context(
             self,
+            role,
             key=self._labeled_expand(sid, secret, b"key", context, self.aead.key_size),
             base_nonce=self._labeled_expand(
                 sid, secret, b"base_nonce", context, self.aead.nonce_size
@@ -112,11 +115,11 @@ class Hpke:
     def setup_base_s(self, public_key_r: bytes, info: bytes) -> tuple[bytes, Context]:
         """``SetupBaseS(pkR, info)``: return ``(enc, sender_context)``."""
         shared_secret, enc = self.encap(public_key_r)
-        return enc, self.key_schedule(shared_secret, info)
+        return enc, self.key_schedule(shared_secret, info, Role.SENDER)
 
     def setup_base_r(self, enc: bytes, private_key_r: bytes, info: bytes) -> Context:
         """``SetupBaseR(enc, skR, info)``: return the receiver context."""
-        return self.key_schedule(self.decap(enc, private_key_r), info)
+        return self.key_schedule(self.decap(enc, private_key_r), info, Role.RECEIVER)
 
     def seal_base(
         self, public_key_r: bytes, info: bytes, aad: bytes, plaintext: bytes
@@ -128,7 +131,10 @@ class Hpke:
     def open_base(
         self, enc: bytes, private_key_r: bytes, info: bytes, aad: bytes, ciphertext: bytes
     ) -> bytes:
-        """``OpenBase``: return the plaintext, or raise :class:`HpkeError`."""
+        """``OpenBase``: return the plaintext, or raise :class:`HpkeError`.
+
+        A private key of the wrong length raises :class:`~veilpost.crypto.errors.InvalidKeyError`.
+        """
         return self.setup_base_r(enc, private_key_r, info).open(aad, ciphertext)
 
     def send_export(
@@ -145,15 +151,27 @@ class Hpke:
         return self.setup_base_r(enc, private_key_r, info).export(exporter_context, length)
 
 
+class Role(enum.Enum):
+    """Which side of an HPKE exchange a :class:`Context` belongs to."""
+
+    SENDER = "sender"
+    RECEIVER = "receiver"
+
+
 class Context:
     """An HPKE encryption context (§5.2): a key, a base nonce, a sequence number, and the
-    exporter secret. The same class serves sender and receiver; each must use only its side.
+    exporter secret. A sender context can only seal and a receiver context only open: using
+    the other side's operation would reuse the sender's nonces (§5.2 defines ``ContextS.Seal``
+    and ``ContextR.Open`` only).
     """
 
-    __slots__ = ("_hpke", "base_nonce", "exporter_secret", "key", "sequence")
+    __slots__ = ("_hpke", "base_nonce", "exporter_secret", "key", "role", "sequence")
 
-    def __init__(self, hpke: Hpke, key: bytes, base_nonce: bytes, exporter_secret: bytes) -> None:
+    def __init__(
+        self, hpke: Hpke, role: Role, key: bytes, base_nonce: bytes, exporter_secret: bytes
+    ) -> None:
         self._hpke = hpke
+        self.role = role
         self.key = key
         self.base_nonce = base_nonce
         self.exporter_secret = exporter_secret
@@ -168,6 +186,8 @@ class Context:
 
     def seal(self, aad: bytes, plaintext: bytes) -> bytes:
         """``ContextS.Seal``: encrypt with the current nonce, then advance the sequence."""
+        if self.role is not Role.SENDER:
+            raise HpkeError("HPKE Seal on a receiver context (only the sender seals, §5.2)")
         hpke = self._hpke
         ciphertext = hpke._backend.aead_seal(
             hpke.aead, self.key, self._next_nonce(), aad, plaintext
@@ -177,6 +197,8 @@ class Context:
 
     def open(self, aad: bytes, ciphertext: bytes) -> bytes:
         """``ContextR.Open``: decrypt with the current nonce; advance only on success."""
+        if self.role is not Role.RECEIVER:
+            raise HpkeError("HPKE Open on a sender context (only the receiver opens, §5.2)")
         hpke = self._hpke
         try:
             plaintext = hpke._backend.aead_open(

@@ -7,8 +7,6 @@ backend selector (:func:`veilpost.crypto.backend.get_backend`) turns that into a
 
 from __future__ import annotations
 
-import hmac
-
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
@@ -18,16 +16,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from veilpost.crypto.backend import Aead
-from veilpost.crypto.errors import AeadAuthenticationError, InvalidKeyError, KeyAgreementError
+from veilpost.crypto.backend import (
+    Aead,
+    check_aead_inputs,
+    check_hkdf_length,
+    check_key_length,
+    ed25519_public_key_is_canonical,
+    reject_zero_shared_secret,
+)
+from veilpost.crypto.errors import AeadAuthenticationError, KeyAgreementError
 
 _RAW = (Encoding.Raw, PublicFormat.Raw)
-_ZERO32 = bytes(32)
-
-
-def _check_len(what: str, value: bytes, size: int) -> None:
-    if len(value) != size:
-        raise InvalidKeyError(f"{what} must be {size} bytes, got {len(value)}")
 
 
 class NativeBackend:
@@ -36,31 +35,31 @@ class NativeBackend:
     name = "native"
 
     def x25519_public_key(self, private_key: bytes) -> bytes:
-        _check_len("X25519 private key", private_key, 32)
+        check_key_length("X25519 private key", private_key, 32)
         return X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes(*_RAW)
 
     def x25519(self, private_key: bytes, public_key: bytes) -> bytes:
-        _check_len("X25519 private key", private_key, 32)
-        _check_len("X25519 public key", public_key, 32)
+        check_key_length("X25519 private key", private_key, 32)
+        check_key_length("X25519 public key", public_key, 32)
         sk = X25519PrivateKey.from_private_bytes(private_key)
         try:
             shared = sk.exchange(X25519PublicKey.from_public_bytes(public_key))
         except ValueError as exc:  # OpenSSL refuses the all-zero result itself
             raise KeyAgreementError("X25519 shared secret is all zero (RFC 7748 §6.1)") from exc
-        if hmac.compare_digest(shared, _ZERO32):
-            raise KeyAgreementError("X25519 shared secret is all zero (RFC 7748 §6.1)")
-        return shared
+        return reject_zero_shared_secret(shared)
 
     def ed25519_public_key(self, private_key: bytes) -> bytes:
-        _check_len("Ed25519 private key", private_key, 32)
+        check_key_length("Ed25519 private key", private_key, 32)
         return Ed25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes(*_RAW)
 
     def ed25519_sign(self, private_key: bytes, message: bytes) -> bytes:
-        _check_len("Ed25519 private key", private_key, 32)
+        check_key_length("Ed25519 private key", private_key, 32)
         return Ed25519PrivateKey.from_private_bytes(private_key).sign(message)
 
     def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         if len(public_key) != 32 or len(signature) != 64:
+            return False
+        if not ed25519_public_key_is_canonical(public_key):
             return False
         try:
             Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
@@ -92,18 +91,17 @@ class NativeBackend:
         return mac.finalize()
 
     def hkdf_extract(self, salt: bytes, ikm: bytes) -> bytes:
-        return self.hmac_sha256(salt or _ZERO32, ikm)
+        # An absent salt means HashLen zero bytes (RFC 5869 §2.2); HMAC zero-pads its key, so
+        # the empty salt gives the same result.
+        return self.hmac_sha256(salt, ikm)
 
     def hkdf_expand(self, prk: bytes, info: bytes, length: int) -> bytes:
-        if not 0 <= length <= 255 * 32:
-            raise ValueError(f"HKDF-Expand length must be in 0..8160, got {length}")
+        check_hkdf_length(length)
         if length == 0:
             return b""
         return HKDFExpand(hashes.SHA256(), length, info).derive(prk)
 
 
 def _cipher(aead: Aead, key: bytes, nonce: bytes) -> AESGCM | ChaCha20Poly1305:
-    _check_len(f"{aead.name} key", key, aead.key_size)
-    if len(nonce) != aead.nonce_size:
-        raise ValueError(f"{aead.name} nonce must be {aead.nonce_size} bytes, got {len(nonce)}")
+    check_aead_inputs(aead, key, nonce)
     return AESGCM(key) if aead is Aead.AES_128_GCM else ChaCha20Poly1305(key)

@@ -11,16 +11,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from veilpost.crypto.backend import Aead
-from veilpost.crypto.errors import InvalidKeyError, KeyAgreementError
+from veilpost.crypto.backend import (
+    Aead,
+    check_aead_inputs,
+    check_hkdf_length,
+    check_key_length,
+    ed25519_public_key_is_canonical,
+    reject_zero_shared_secret,
+)
 from veilpost.crypto.pure import aes_gcm, chacha20poly1305, ed25519, x25519
-
-_ZERO32 = bytes(32)
-
-
-def _check_len(what: str, value: bytes, size: int) -> None:
-    if len(value) != size:
-        raise InvalidKeyError(f"{what} must be {size} bytes, got {len(value)}")
 
 
 class PureBackend:
@@ -29,34 +28,33 @@ class PureBackend:
     name = "pure"
 
     def x25519_public_key(self, private_key: bytes) -> bytes:
-        _check_len("X25519 private key", private_key, 32)
+        check_key_length("X25519 private key", private_key, 32)
         return x25519.x25519_base(private_key)
 
     def x25519(self, private_key: bytes, public_key: bytes) -> bytes:
-        _check_len("X25519 private key", private_key, 32)
-        _check_len("X25519 public key", public_key, 32)
-        shared = x25519.x25519(private_key, public_key)
-        if hmac.compare_digest(shared, _ZERO32):
-            raise KeyAgreementError("X25519 shared secret is all zero (RFC 7748 §6.1)")
-        return shared
+        check_key_length("X25519 private key", private_key, 32)
+        check_key_length("X25519 public key", public_key, 32)
+        return reject_zero_shared_secret(x25519.x25519(private_key, public_key))
 
     def ed25519_public_key(self, private_key: bytes) -> bytes:
-        _check_len("Ed25519 private key", private_key, 32)
+        check_key_length("Ed25519 private key", private_key, 32)
         return ed25519.public_key(private_key)
 
     def ed25519_sign(self, private_key: bytes, message: bytes) -> bytes:
-        _check_len("Ed25519 private key", private_key, 32)
+        check_key_length("Ed25519 private key", private_key, 32)
         return ed25519.sign(private_key, message)
 
     def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         if len(public_key) != 32 or len(signature) != 64:
+            return False
+        if not ed25519_public_key_is_canonical(public_key):
             return False
         return ed25519.verify(public_key, message, signature)
 
     def aead_seal(
         self, aead: Aead, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes
     ) -> bytes:
-        _check_aead(aead, key, nonce)
+        check_aead_inputs(aead, key, nonce)
         if aead is Aead.AES_128_GCM:
             return aes_gcm.seal(key, nonce, aad, plaintext)
         return chacha20poly1305.seal(key, nonce, aad, plaintext)
@@ -64,7 +62,7 @@ class PureBackend:
     def aead_open(
         self, aead: Aead, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes
     ) -> bytes:
-        _check_aead(aead, key, nonce)
+        check_aead_inputs(aead, key, nonce)
         if aead is Aead.AES_128_GCM:
             return aes_gcm.open(key, nonce, aad, ciphertext)
         return chacha20poly1305.open(key, nonce, aad, ciphertext)
@@ -73,11 +71,12 @@ class PureBackend:
         return hmac.digest(key, data, "sha256")
 
     def hkdf_extract(self, salt: bytes, ikm: bytes) -> bytes:
-        return hmac.digest(salt or _ZERO32, ikm, "sha256")
+        # An absent salt means HashLen zero bytes (RFC 5869 §2.2); HMAC zero-pads its key, so
+        # the empty salt gives the same result.
+        return hmac.digest(salt, ikm, "sha256")
 
     def hkdf_expand(self, prk: bytes, info: bytes, length: int) -> bytes:
-        if not 0 <= length <= 255 * 32:
-            raise ValueError(f"HKDF-Expand length must be in 0..8160, got {length}")
+        check_hkdf_length(length)
         mac = hmac.new(prk, digestmod=hashlib.sha256)
         out = bytearray()
         block = b""
@@ -89,9 +88,3 @@ class PureBackend:
             out += block
             counter += 1
         return bytes(out[:length])
-
-
-def _check_aead(aead: Aead, key: bytes, nonce: bytes) -> None:
-    _check_len(f"{aead.name} key", key, aead.key_size)
-    if len(nonce) != aead.nonce_size:
-        raise ValueError(f"{aead.name} nonce must be {aead.nonce_size} bytes, got {len(nonce)}")

@@ -13,15 +13,18 @@ Technique
   leaves at most ~262 bits: still nine 30-bit digits, so the next multiplication costs the same
   as with a fully reduced operand, while the fold costs about half of ``% p``. The four outputs
   of each step are reduced with ``% p`` so that the values cannot grow.
-- The conditional swap of §5 is a tuple swap taken when bit t of ``k ^ (k >> 1)`` is set (the
-  lazy swap of §5, one decision per bit). A branch on a secret bit is not constant-time, but
-  neither is anything else here: the running time of big-integer arithmetic depends on the
-  values, and an arithmetic mask swap (``mask & (a ^ b)``) measured 13-15% slower for no real
-  gain (see ``docs/security.md``). ``DA`` and ``CB`` are left unreduced (510 bits) because only
-  their sum and difference are used: folding those two saves two folds per step.
+- The conditional swap of §5 is not an ``if``: the pair order is chosen by slicing the tuple
+  ``(x2, z2, x3, z3, x2, z2)`` with one of two precomputed slices, picked from the bits of
+  ``k ^ (k >> 1)`` (the lazy swap of §5, one swap per bit). It costs the same as a branch and
+  less than an arithmetic mask swap, and keeps the instruction sequence independent of the
+  scalar's bits. Python integers give no constant-time guarantee anyway (see
+  ``docs/security.md``).
+- ``DA`` and ``CB`` are left unreduced (510 bits) because only their sum and difference are
+  used: folding those two saves two folds per step.
 - The final inversion uses ``pow(z, -1, p)`` (extended Euclid in C, several times faster than
-  ``pow(z, p - 2, p)``); ``z = 0`` (a low-order input) gives the all-zero output, as ``z**(p-2)``
-  would.
+  ``pow(z, p - 2, p)``), blinded by a random factor because ``z`` depends on the secret scalar
+  (:func:`.ed25519.blinded_inverse`); ``z = 0`` (a low-order input) gives the all-zero output,
+  as ``z**(p-2)`` would.
 
 :func:`x25519_base` computes ``X25519(k, 9)`` without the ladder: the base point ``u = 9`` is
 the Ed25519 base point ``B`` under the birational map ``u = (1 + y) / (1 - y)`` (RFC 7748
@@ -32,7 +35,7 @@ modulo ``L`` first; the u-coordinate does not depend on the sign of ``x``.
 
 from __future__ import annotations
 
-from veilpost.crypto.pure.ed25519 import _L, _scalar_mult_base
+from veilpost.crypto.pure.ed25519 import _L, _scalar_mult_base, blinded_inverse
 
 __all__ = ["x25519", "x25519_base"]
 
@@ -40,6 +43,9 @@ _P = 2**255 - 19
 _MASK = (1 << 255) - 1
 _A24 = 121665  # (A - 2) / 4 for Curve25519's A = 486662
 
+# Lazy-swap bits, as the ASCII digits of format(..., "b"): "0" keeps the order (x2, z2, x3, z3),
+# "1" swaps it; each maps to a slice of the 6-tuple (x2, z2, x3, z3, x2, z2).
+_SWAP_SLICES: dict[int, slice] = {ord("0"): slice(0, 4), ord("1"): slice(2, 6)}
 
 
 def _clamp(scalar: bytes) -> int:
@@ -59,9 +65,9 @@ def x25519(scalar: bytes, u: bytes) -> bytes:
     # Bit t of k ^ (k >> 1) is k_t XOR k_(t+1): whether to swap before processing bit t. k has
     # exactly 255 bits (bit 254 set), bit 0 clear, so no swap is left over after the loop.
     swaps = format(k ^ (k >> 1), "b").encode()
-    for swap in swaps:
-        if swap == 49:  # ord("1")
-            x2, z2, x3, z3 = x3, z3, x2, z2
+    for order in map(_SWAP_SLICES.__getitem__, swaps):
+        state: tuple[int, ...] = (x2, z2, x3, z3, x2, z2)
+        x2, z2, x3, z3 = state[order]
         a = x2 + z2
         b = x2 - z2
         da = (x3 - z3) * a
@@ -83,7 +89,7 @@ def x25519(scalar: bytes, u: bytes) -> bytes:
         z2 = e * (aa + a24 * e) % p
     if z2 == 0:
         return bytes(32)
-    return (x2 * pow(z2, -1, p) % p).to_bytes(32, "little")
+    return (x2 * blinded_inverse(z2) % p).to_bytes(32, "little")
 
 
 def x25519_base(scalar: bytes) -> bytes:
@@ -94,4 +100,4 @@ def x25519_base(scalar: bytes) -> bytes:
     denominator = (z - y) % _P
     if denominator == 0:
         return bytes(32)
-    return ((z + y) * pow(denominator, -1, _P) % _P).to_bytes(32, "little")
+    return ((z + y) * blinded_inverse(denominator) % _P).to_bytes(32, "little")
