@@ -25,10 +25,16 @@ _CHECKER_MODULES = (
     "crypto_basics",
     "deserialization",
     "key_schedule",
+    "message_protection",
     "messages",
     "psk_secret",
     "secret_tree",
+    "transcript_hashes",
     "tree_math",
+    "tree_operations",
+    "tree_validation",
+    "treekem",
+    "welcome",
 )
 
 
