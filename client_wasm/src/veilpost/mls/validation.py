@@ -81,10 +81,11 @@ DEFAULT_PROPOSAL_TYPES = frozenset(int(t) for t in ProposalType)
 
 DAY = 24 * 60 * 60
 
-DEFAULT_MAX_LIFETIME = 91 * DAY
+DEFAULT_MAX_LIFETIME = 367 * DAY
 """The longest ``not_after - not_before`` accepted by default (§7.2: the application MUST set
-one). Veilpost's own key packages live 90 days; the extra day is for clients that backdate
-``not_before`` against clock skew."""
+one). Veilpost's own key packages live 90 days, but other implementations issue one-year key
+packages (mls-rs: 365 days), so the default accepts a year, plus two days for clients that
+backdate ``not_before`` against clock skew."""
 
 DEFAULT_CLOCK_SKEW = 5 * 60
 """How far outside ``lifetime`` the current time may be, by default, before it counts."""
