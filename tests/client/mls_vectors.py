@@ -11,13 +11,19 @@ from veilpost.crypto import CryptoBackend, CryptoProvider
 from veilpost.mls.vectors import Skip, load_checkers
 
 
-def run_vector_file(kind: str, backend: CryptoBackend | None) -> set[int | None]:
-    """Check every case of ``<kind>.json`` with the registered checker of ``kind``.
+def run_vector_file(
+    kind: str,
+    backend: CryptoBackend | None,
+    *,
+    file: str | None = None,
+) -> set[int | None]:
+    """Check every case of ``<kind>.json`` (or of ``file``) with the registered checker of
+    ``kind``.
 
     Counts what ran in ``VECTOR_COUNTS`` and returns the cipher suites of the cases that
     passed (``None`` for files without suites). A mismatch fails the test, naming the case.
     """
-    file = f"{kind}.json"
+    file = file or f"{kind}.json"
     label = f"mls {file}" + (f" [{backend.name}]" if backend else "")
     counts = VECTOR_COUNTS[label]
     provider = CryptoProvider(backend)

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from veilpost.codec import DecodeError, Reader, Writer
 from veilpost.crypto import CipherSuite
 from veilpost.mls import tree_math
 from veilpost.mls.errors import ProtocolError, UsageError
@@ -350,6 +351,77 @@ class SecretTree:
                 name=f"the {ratchet_type.value} ratchet of leaf {leaf}",
             )
 
+    # -- saved group state -------------------------------------------------------------------
+
+    def encode(self, writer: Writer) -> None:
+        """Serialize (for group state): the shape, the window, the node secrets still held, and
+        each ratchet's next secret, next generation and retained keys. Not a wire format."""
+        writer.uint32(self._n_leaves)
+        writer.optional(self.own_leaf, Writer.uint32)
+        writer.uint32(self.window.out_of_order_tolerance)
+        writer.uint32(self.window.maximum_forward_distance)
+        writer.uint32(len(self._nodes))
+        for node, secret in sorted(self._nodes.items()):
+            writer.uint32(node)
+            writer.opaque(secret)
+        writer.uint32(len(self._ratchets))
+        for (leaf, ratchet_type), ratchet in sorted(
+            self._ratchets.items(), key=lambda item: (item[0][0], item[0][1].value)
+        ):
+            writer.uint32(leaf)
+            writer.uint8(_RATCHET_CODES[ratchet_type])
+            writer.opaque(ratchet._secret)
+            writer.uint64(ratchet._next_generation)
+            writer.uint32(len(ratchet._retained))
+            for generation, key in sorted(ratchet._retained.items()):
+                writer.uint32(generation)
+                writer.opaque(key.key)
+                writer.opaque(key.nonce)
+
+    @classmethod
+    def decode(cls, reader: Reader, suite: CipherSuite) -> SecretTree:
+        """Read what :meth:`encode` wrote; malformed data is a :class:`DecodeError`."""
+        start = reader.offset
+        n_leaves = reader.uint32("SecretTree.n_leaves")
+        own_leaf = reader.optional(lambda r: r.uint32("SecretTree.own_leaf"), "own_leaf")
+        window = RatchetWindow(
+            reader.uint32("SecretTree.out_of_order_tolerance"),
+            reader.uint32("SecretTree.maximum_forward_distance"),
+        )
+        try:
+            tree = cls(suite, b"", n_leaves, own_leaf=own_leaf, window=window)
+        except UsageError as exc:
+            raise DecodeError(f"SecretTree at offset {start}: {exc}") from exc
+        width = 2 * n_leaves - 1
+        tree._nodes = {}
+        for _ in range(reader.uint32("SecretTree.node count")):
+            node = reader.uint32("SecretTree.node")
+            if node >= width:
+                raise DecodeError(f"SecretTree node {node} outside a tree of {n_leaves} leaves")
+            tree._nodes[node] = reader.opaque("SecretTree.node_secret")
+        for _ in range(reader.uint32("SecretTree.ratchet count")):
+            leaf = reader.uint32("SecretTree.leaf")
+            code = reader.uint8("SecretTree.ratchet_type")
+            if leaf >= n_leaves or code >= len(_RATCHET_TYPES):
+                raise DecodeError(f"SecretTree ratchet ({leaf}, {code}) is invalid")
+            ratchet_type = _RATCHET_TYPES[code]
+            ratchet = HashRatchet(
+                suite,
+                reader.opaque("HashRatchet.secret"),
+                window,
+                name=f"the {ratchet_type.value} ratchet of leaf {leaf}",
+            )
+            ratchet._next_generation = reader.uint64("HashRatchet.next_generation")
+            if ratchet._next_generation > MAX_GENERATION + 1:
+                raise DecodeError(f"HashRatchet generation {ratchet._next_generation} too large")
+            for _ in range(reader.uint32("HashRatchet.retained count")):
+                generation = reader.uint32("HashRatchet.generation")
+                ratchet._retained[generation] = RatchetKey(
+                    generation, reader.opaque("RatchetKey.key"), reader.opaque("RatchetKey.nonce")
+                )
+            tree._ratchets[(leaf, ratchet_type)] = ratchet
+        return tree
+
     def stored_node_secrets(self) -> frozenset[int]:
         """The node indices whose tree secrets are still held (for inspection and tests)."""
         return frozenset(self._nodes)
@@ -357,6 +429,10 @@ class SecretTree:
     def derived_leaves(self) -> frozenset[int]:
         """The leaves whose ratchets exist (their node secrets are deleted)."""
         return frozenset(leaf for leaf, _ in self._ratchets)
+
+
+_RATCHET_TYPES = (RatchetType.HANDSHAKE, RatchetType.APPLICATION)
+_RATCHET_CODES = {ratchet_type: code for code, ratchet_type in enumerate(_RATCHET_TYPES)}
 
 
 def sender_data_key_and_nonce(

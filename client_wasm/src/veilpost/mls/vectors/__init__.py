@@ -27,6 +27,7 @@ _CHECKER_MODULES = (
     "key_schedule",
     "message_protection",
     "messages",
+    "passive_client",
     "psk_secret",
     "secret_tree",
     "transcript_hashes",
