@@ -1,7 +1,8 @@
 """The relay's REST API (django-ninja), mounted at /api/v1/ by ``webapp.urls``.
 
 Every error answer is JSON ``{"code": ..., "message": ...}`` (validation errors add
-``details``); bad input gets a 4xx, never a 500 or an HTML page.
+``details``, some relay errors other fields); bad input gets a 4xx, never a 500 or an HTML page.
+The protocol, with every error code, is in ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -9,19 +10,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from webapp import __version__
 from webapp.relay.api import router as relay_router
+from webapp.relay.errors import RelayError
 
 logger = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="Veilpost relay API",
     version=__version__,
-    description="REST API of the Veilpost relay. The WebSocket protocol is at /ws/v1.",
+    description=(
+        "REST API of the Veilpost relay: authentication, the directory (installations,"
+        " identity records, key packages), conversations and history. The WebSocket protocol"
+        " at /ws/v1 and every error code are described in docs/protocol.md."
+    ),
     urls_namespace="api-v1",
 )
 api.add_router("/", relay_router)
@@ -42,6 +49,21 @@ def error_response(
     request: HttpRequest, status: int, code: str, message: str, **extra: Any
 ) -> HttpResponse:
     return api.create_response(request, {"code": code, "message": message, **extra}, status=status)
+
+
+@api.exception_handler(RelayError)
+def relay_error(request: HttpRequest, exc: RelayError) -> HttpResponse:
+    return error_response(request, exc.status, exc.code, exc.message, **exc.details)
+
+
+@api.exception_handler(RequestDataTooBig)
+def request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return error_response(request, 413, "too_large", "The request body is too large.")
+
+
+@api.exception_handler(SuspiciousOperation)
+def suspicious_request(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+    return error_response(request, 400, "bad_request", "The request is not valid.")
 
 
 @api.exception_handler(ValidationError)

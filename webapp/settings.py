@@ -28,12 +28,39 @@ Everything an operator sets comes from the environment:
 ``REDIS_URL``
     Use channels_redis' RedisChannelLayer at this URL (needed for more than one Daphne node).
     Default: Channels' in-memory layer (one process only).
+
+Relay limits (every node of a scaled-out relay should use the same values; see
+``docs/protocol.md``):
+
+``VEILPOST_MAX_ENVELOPE_BYTES``
+    Largest envelope payload accepted, in bytes; default 1048576 (1 MiB).
+``VEILPOST_PUBLISH_RATE`` / ``VEILPOST_PUBLISH_BURST``
+    Per-installation publish token bucket: envelopes per second (default 50) and burst
+    (default 200).
+``VEILPOST_CLAIM_RATE`` / ``VEILPOST_CLAIM_BURST``
+    Per-installation key package claims: claims per second (default 1) and burst (default 30).
+``VEILPOST_SEND_WINDOW`` / ``VEILPOST_SEND_WINDOW_BYTES``
+    Per-connection flow control: envelopes (default 1000) and payload bytes (default 16 MiB)
+    delivered but not yet acknowledged by the client with a ``received`` frame.
+``VEILPOST_SLOW_CONSUMER_SECONDS``
+    A connection whose send window stays full this long is closed; default 30.
+``VEILPOST_MAX_SUBSCRIPTIONS``
+    Topics one connection may subscribe to; default 1000.
+``VEILPOST_CHALLENGE_SECONDS`` / ``VEILPOST_TOKEN_SECONDS``
+    Lifetime of an authentication challenge (default 60) and of a REST token (default 3600).
+``VEILPOST_AUTH_AUDIENCE``
+    The host name clients sign in authentication challenges. Default: the request's Host
+    header (which must be in ``VEILPOST_ALLOWED_HOSTS``). Set it when a proxy rewrites Host.
+``VEILPOST_RETENTION_DAYS``
+    ``manage.py prune`` deletes envelopes older than this; default 30, ``0`` keeps them forever.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +93,28 @@ def _env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _env_number(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number; got {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ImproperlyConfigured(
+            f"{name} must be a finite number at least {minimum:g}; got {raw!r}"
+        )
+    return value
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    value = _env_number(name, default, minimum)
+    if value != int(value):
+        raise ImproperlyConfigured(f"{name} must be a whole number; got {value:g}")
+    return int(value)
 
 
 def _read_or_create_key(path: Path) -> str:
@@ -114,6 +163,10 @@ def _database() -> dict[str, Any]:
             "timeout": 20,
             **db.get("OPTIONS", {}),
         }
+        # A file, not Django's shared in-memory database, so that tests of concurrent writers
+        # (threads, each with its own connection) get WAL and the busy timeout; one per process
+        # so that two test runs never share it.
+        db["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"veilpost-test-{os.getpid()}.db")}
     return db
 
 
@@ -134,6 +187,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "webapp.middleware.JsonMethodNotAllowedMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -155,15 +209,21 @@ TEMPLATES = [
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Live delivery is best effort by design: a consumer that finds a gap, or falls behind, reads
+# the database (see webapp/relay/consumers.py). A roomier channel than the default 100 only
+# makes that rarer. Consumers renew their group memberships well within group_expiry.
+_CHANNEL_CONFIG: dict[str, Any] = {"capacity": 1000, "expiry": 60, "group_expiry": 86400}
 if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
+            "CONFIG": {"hosts": [os.environ["REDIS_URL"]], **_CHANNEL_CONFIG},
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": _CHANNEL_CONFIG}
+    }
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -208,3 +268,18 @@ LOGGING = {
     # Drop the handler Django's default logging puts on "django", so each record prints once.
     "loggers": {"django": {"handlers": [], "propagate": True}},
 }
+
+# --- The relay's limits (documented above and in docs/protocol.md) ---------------------------
+VEILPOST_MAX_ENVELOPE_BYTES = _env_int("VEILPOST_MAX_ENVELOPE_BYTES", 1 << 20, minimum=256)
+VEILPOST_PUBLISH_RATE = _env_number("VEILPOST_PUBLISH_RATE", 50.0, minimum=0.001)
+VEILPOST_PUBLISH_BURST = _env_int("VEILPOST_PUBLISH_BURST", 200, minimum=1)
+VEILPOST_CLAIM_RATE = _env_number("VEILPOST_CLAIM_RATE", 1.0, minimum=0.001)
+VEILPOST_CLAIM_BURST = _env_int("VEILPOST_CLAIM_BURST", 30, minimum=1)
+VEILPOST_SEND_WINDOW = _env_int("VEILPOST_SEND_WINDOW", 1000, minimum=1)
+VEILPOST_SEND_WINDOW_BYTES = _env_int("VEILPOST_SEND_WINDOW_BYTES", 16 << 20, minimum=1)
+VEILPOST_SLOW_CONSUMER_SECONDS = _env_number("VEILPOST_SLOW_CONSUMER_SECONDS", 30.0, minimum=0.01)
+VEILPOST_MAX_SUBSCRIPTIONS = _env_int("VEILPOST_MAX_SUBSCRIPTIONS", 1000, minimum=1)
+VEILPOST_CHALLENGE_SECONDS = _env_number("VEILPOST_CHALLENGE_SECONDS", 60.0, minimum=1)
+VEILPOST_TOKEN_SECONDS = _env_number("VEILPOST_TOKEN_SECONDS", 3600.0, minimum=1)
+VEILPOST_AUTH_AUDIENCE = os.environ.get("VEILPOST_AUTH_AUDIENCE", "").strip().lower() or None
+VEILPOST_RETENTION_DAYS = _env_number("VEILPOST_RETENTION_DAYS", 30.0, minimum=0)

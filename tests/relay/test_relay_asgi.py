@@ -1,4 +1,6 @@
-"""The real ASGI application (webapp.asgi): the /ws/v1 placeholder, its Origin check, HTTP."""
+"""The real ASGI application (webapp.asgi): /ws/v1 routing, its Host and Origin checks, HTTP.
+
+The protocol itself is tested in test_relay_ws.py."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from relay_support import fresh_channel_layer  # noqa: F401  (autouse fixture)
 
 from webapp.asgi import application
 
@@ -15,57 +18,44 @@ pytestmark = pytest.mark.asyncio
 
 
 async def connect(headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, "/ws/v1", headers=headers or [])
+    communicator = WebsocketCommunicator(
+        application, "/ws/v1", headers=[(b"host", b"localhost:8000"), *(headers or [])]
+    )
     connected, _ = await communicator.connect()
     assert connected
     return communicator
 
 
-async def receive_error(communicator: WebsocketCommunicator) -> dict[str, Any]:
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_reaches_the_relay_consumer() -> None:
+    communicator = await connect()
+
     frame = await communicator.receive_json_from()
-    assert frame["type"] == "error"
-    assert isinstance(frame["message"], str) and frame["message"]
-    return frame  # type: ignore[no-any-return]
 
-
-async def test_frame_gets_not_implemented() -> None:
-    communicator = await connect()
-
-    await communicator.send_json_to({"type": "subscribe", "topic": "abc"})
-
-    assert (await receive_error(communicator))["code"] == "not_implemented"
+    assert frame["type"] == "challenge"
+    assert frame["audience"] == "localhost:8000"  # the Host header, which clients sign
     await communicator.disconnect()
 
 
-@pytest.mark.parametrize(
-    ("event", "code"),
-    [
-        ({"text": "this is not JSON"}, "invalid_json"),
-        ({"text": ""}, "invalid_json"),
-        ({"text": "[" * 100_000}, "invalid_json"),
-        ({"bytes": b"\x00\x01binary"}, "binary_frame"),
-        ({"bytes": b""}, "binary_frame"),
-    ],
-)
-async def test_bad_frame_gets_error_and_socket_stays_usable(
-    event: dict[str, Any], code: str
-) -> None:
-    communicator = await connect()
+@pytest.mark.parametrize("host", [None, b"evil.example", b""])
+async def test_handshake_with_a_host_we_do_not_serve_is_refused(host: bytes | None) -> None:
+    headers = [] if host is None else [(b"host", host)]
+    communicator = WebsocketCommunicator(application, "/ws/v1", headers=headers)
 
-    await communicator.send_input({"type": "websocket.receive", **event})
-    assert (await receive_error(communicator))["code"] == code
+    connected, code = await communicator.connect()
 
-    await communicator.send_json_to({"type": "ping"})
-    assert (await receive_error(communicator))["code"] == "not_implemented"
-    await communicator.disconnect()
+    assert not connected
+    assert code == 4400
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_handshake_without_origin_is_accepted() -> None:
     # Agents and the CLI are not browsers and send no Origin header.
     communicator = await connect(headers=[])
     await communicator.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_same_host_browser_origin_is_accepted() -> None:
     communicator = await connect(headers=[(b"origin", b"http://localhost:8000")])
     await communicator.disconnect()

@@ -24,6 +24,11 @@ ENV_VARS = [
     "VEILPOST_LOG_LEVEL",
     "DATABASE_URL",
     "REDIS_URL",
+    "VEILPOST_MAX_ENVELOPE_BYTES",
+    "VEILPOST_PUBLISH_RATE",
+    "VEILPOST_SEND_WINDOW",
+    "VEILPOST_AUTH_AUDIENCE",
+    "VEILPOST_RETENTION_DAYS",
 ]
 
 
@@ -117,3 +122,50 @@ def test_static_dirs_only_list_existing_folders() -> None:
     assert ((base / "static") in s["STATICFILES_DIRS"]) == (base / "static").is_dir()
     assert s["STATIC_URL"] == "/static/"
     assert s["STATIC_ROOT"] == base / "staticfiles"
+
+
+def test_relay_limit_defaults() -> None:
+    s = load()
+
+    assert s["VEILPOST_MAX_ENVELOPE_BYTES"] == 1 << 20
+    assert s["VEILPOST_PUBLISH_RATE"] == 50.0
+    assert s["VEILPOST_SEND_WINDOW"] == 1000
+    assert s["VEILPOST_RETENTION_DAYS"] == 30.0
+    assert s["VEILPOST_AUTH_AUDIENCE"] is None
+    assert s["CHANNEL_LAYERS"]["default"]["CONFIG"]["capacity"] == 1000
+
+
+def test_relay_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEILPOST_MAX_ENVELOPE_BYTES", "65536")
+    monkeypatch.setenv("VEILPOST_PUBLISH_RATE", "2.5")
+    monkeypatch.setenv("VEILPOST_RETENTION_DAYS", "0")
+    monkeypatch.setenv("VEILPOST_AUTH_AUDIENCE", "Relay.Example")
+
+    s = load()
+
+    assert s["VEILPOST_MAX_ENVELOPE_BYTES"] == 65536
+    assert s["VEILPOST_PUBLISH_RATE"] == 2.5
+    assert s["VEILPOST_RETENTION_DAYS"] == 0
+    assert s["VEILPOST_AUTH_AUDIENCE"] == "relay.example"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("VEILPOST_MAX_ENVELOPE_BYTES", "lots", "must be a number"),
+        ("VEILPOST_MAX_ENVELOPE_BYTES", "4096.5", "whole number"),
+        ("VEILPOST_SEND_WINDOW", "0", "at least 1"),
+        ("VEILPOST_PUBLISH_RATE", "nan", "finite"),
+        ("VEILPOST_SEND_WINDOW", "inf", "finite"),
+        ("VEILPOST_RETENTION_DAYS", "-1", "at least 0"),
+    ],
+)
+def test_bad_relay_limit_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ImproperlyConfigured, match=name) as caught:
+        load()
+
+    assert message in str(caught.value)
