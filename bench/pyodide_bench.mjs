@@ -1,6 +1,6 @@
 // Runs measure("pure") of a bench/ script inside Pyodide under Node; prints one JSON line.
-//   node bench/pyodide_bench.mjs [--module crypto|mls_group] [--quick]
-// Used by `python bench/crypto.py` and `python bench/mls_group.py`; needs `./dev setup`
+//   node bench/pyodide_bench.mjs [--module crypto|mls] [--quick]
+// Used by `python bench/crypto.py` and `python bench/mls.py`; needs `./dev setup`
 // (npm pyodide and the veilpost wheel).
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
