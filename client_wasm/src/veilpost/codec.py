@@ -118,6 +118,12 @@ class Reader:
         self._pos = stop
         return self._data[start:stop]
 
+    def bytes_since(self, start: int) -> bytes:
+        """The bytes read from offset ``start`` up to the current position."""
+        if not 0 <= start <= self._pos:
+            raise ValueError(f"offset {start} is not behind the current position {self._pos}")
+        return self._data[start : self._pos]
+
     def fixed(self, size: int, what: str = "fixed-size field") -> bytes:
         """Read ``size`` raw bytes (an ``opaque x[size]`` field)."""
         return self._take(size, what)

@@ -132,11 +132,26 @@ class LeafNode:
         writer.struct_vector(self.extensions)
 
     def encode(self, writer: Writer) -> None:
-        self._encode_content(writer)
-        writer.opaque(self.signature)
+        # A leaf node never changes once built (a new signature makes a new object), and trees
+        # re-encode every leaf for tree hashes, GroupInfos and saved state: remember the bytes.
+        encoded: bytes | None = self.__dict__.get("_encoding")
+        if encoded is None:
+            inner = Writer()
+            self._encode_content(inner)
+            inner.opaque(self.signature)
+            encoded = inner.getvalue()
+            object.__setattr__(self, "_encoding", encoded)
+        writer.fixed(encoded)
 
     @classmethod
     def decode(cls, reader: Reader) -> LeafNode:
+        start = reader.offset
+        leaf = cls._decode_fields(reader)
+        object.__setattr__(leaf, "_encoding", reader.bytes_since(start))
+        return leaf
+
+    @classmethod
+    def _decode_fields(cls, reader: Reader) -> LeafNode:
         encryption_key = reader.opaque("LeafNode.encryption_key")
         signature_key = reader.opaque("LeafNode.signature_key")
         credential = Credential.decode(reader)
