@@ -244,7 +244,17 @@ def test_late_application_messages(net: Network) -> None:
     check(info, "message.epoch")
 
 
-def test_external_join_and_resync(net: Network) -> None:
+@pytest.fixture
+def open_net() -> Network:
+    """Like ``net``, with members who accept external Commits."""
+    network = Network.on(FAST, accept_external_commits=True)
+    network.create("alice")
+    network.add("alice", ["bob", "carol", "dave"])
+    return network
+
+
+def test_external_join_and_resync(open_net: Network) -> None:
+    net = open_net
     alice = net.members["alice"]
     erin, commit = Group.join_by_external_commit(
         alice.group_info(), net.identity("erin"), provider=net.provider, config=net.config
@@ -272,7 +282,8 @@ def test_external_join_and_resync(net: Network) -> None:
     net.check_agreement()
 
 
-def test_external_join_with_the_tree_out_of_band(net: Network) -> None:
+def test_external_join_with_the_tree_out_of_band(open_net: Network) -> None:
+    net = open_net
     bob = net.members["bob"]
     group_info = bob.group_info(with_ratchet_tree=False)
     with pytest.raises(ValidationError) as info:
@@ -288,6 +299,8 @@ def test_external_join_with_the_tree_out_of_band(net: Network) -> None:
 
 def test_new_member_proposal(net: Network) -> None:
     """A client outside the group proposes adding itself (§12.1.8); a member commits it."""
+    for group in net.members.values():
+        group.config = member_config(accept_new_member_proposals=True)
     alice = net.members["alice"]
     erin = net.key_package("erin")
     content = FramedContent(
@@ -305,8 +318,8 @@ def test_new_member_proposal(net: Network) -> None:
             protect_public_message(net.suite, authenticated, group_context=alice.group_context)
         )
     )
-    net.propose("erin", message)
-    output = net.members["carol"].commit()
+    refs = net.propose("erin", message)
+    output = net.members["carol"].commit(include_proposals=refs)  # the application approves
     net.publish_commit("carol", output, [("erin", erin)])
     net.check_agreement()
     refusing = net.members["bob"]
@@ -332,7 +345,9 @@ def test_external_commits_can_be_refused() -> None:
     net.create("alice")
     net.add("alice", ["bob"])
     _, commit = Group.join_by_external_commit(
-        net.members["alice"].group_info(), net.identity("mallory"), provider=net.provider
+        net.members["alice"].group_info(external_pub=True),
+        net.identity("mallory"),
+        provider=net.provider,
     )
     with pytest.raises(ValidationError) as info:
         net.members["bob"].process(commit)
@@ -420,7 +435,8 @@ def test_group_context_extensions_and_external_senders(net: Network) -> None:
     assert {e.sender for e in events.values() if isinstance(e, ProposalReceived)} == {
         Sender.external(0)
     }
-    net.commit("dave")
+    refs = {e.ref for e in events.values() if isinstance(e, ProposalReceived)}
+    net.commit("dave", include_proposals=refs)  # the application approves it
     del net.members["carol"]
     net.check_agreement()
 
@@ -530,8 +546,8 @@ def test_saved_state_refuses_garbage(net: Network) -> None:
     corrupted[len(saved) // 2] ^= 1
     with pytest.raises(DecodeError, match="corrupted"):
         Group.from_bytes(bytes(corrupted), net.provider)
-    with pytest.raises(GroupStateVersionError, match="version 2"):
-        Group.from_bytes(saved[:8] + b"\x00\x02" + saved[10:], net.provider)
+    with pytest.raises(GroupStateVersionError, match="version 3"):
+        Group.from_bytes(saved[:8] + b"\x00\x03" + saved[10:], net.provider)
 
 
 def test_secret_tree_state_round_trip() -> None:
@@ -623,7 +639,12 @@ def _public_commit(group: Group, message: bytes) -> Commit:
 
 @pytest.fixture
 def public_net() -> Network:
-    network = Network.on(FAST, seed=b"rules", handshake_wire_format=WireFormat.MLS_PUBLIC_MESSAGE)
+    network = Network.on(
+        FAST,
+        seed=b"rules",
+        handshake_wire_format=WireFormat.MLS_PUBLIC_MESSAGE,
+        accept_external_commits=True,
+    )
     network.create("alice")
     network.add("alice", ["bob", "carol", "dave"])
     return network
@@ -827,7 +848,7 @@ def test_committer_leaves_out_invalid_cached_proposals(public_net: Network) -> N
 @pytest.fixture(scope="module")
 def fuzz_material() -> tuple[Group, list[bytes], bytes]:
     """alice's group, messages of every kind to mutate, and a probe message never mutated."""
-    net = Network.on(FAST, seed=b"fuzz")
+    net = Network.on(FAST, seed=b"fuzz", accept_external_commits=True)
     net.create("alice")
     net.add("alice", ["bob", "carol"])
     bob, carol = net.members["bob"], net.members["carol"]

@@ -27,8 +27,10 @@ unprotected and signature-checked, :mod:`veilpost.mls.message_protection`) and r
 :class:`~veilpost.mls.events.StagedCommit` with the next epoch's state, checking on the way
 every rule of §12.4.2: known proposal references, a valid proposal list, a path when one is
 required, a valid committer leaf (§7.3, source ``commit``), a well-formed path, and the
-confirmation tag. A member the Commit removes cannot decrypt the path: its staged commit
-says so and carries no state.
+confirmation tag. A member the Commit removes runs every check but the last two (the path
+secret is not encrypted to it, so it cannot compute the confirmation tag): its staged commit
+says it was removed and carries no state. An external Commit may remove only an old leaf of
+the joiner (§12.2, :func:`_check_resync`).
 
 External Commits (§12.4.3.2) are made in :mod:`veilpost.mls.joining`; they are processed
 here like any other.
@@ -37,7 +39,7 @@ here like any other.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from veilpost.codec import encode
@@ -59,7 +61,7 @@ from veilpost.mls.framing import (
 from veilpost.mls.group_config import GroupConfig
 from veilpost.mls.group_context import GroupContext
 from veilpost.mls.group_info import GroupInfo
-from veilpost.mls.group_state import EpochState, GroupState, PendingCommit
+from veilpost.mls.group_state import CachedProposal, EpochState, GroupState, PendingCommit
 from veilpost.mls.key_schedule import (
     EpochSecrets,
     derive_epoch_secret,
@@ -94,13 +96,13 @@ from veilpost.mls.proposals import (
 )
 from veilpost.mls.psk import PreSharedKeyID, PSKType, psk_secret
 from veilpost.mls.ratchet_tree import RatchetTree
-from veilpost.mls.secret_tree import SecretTree
 from veilpost.mls.signing_identity import SigningIdentity
 from veilpost.mls.transcript_hash import confirmed_transcript_hash, interim_transcript_hash
 from veilpost.mls.treekem import (
     HpkeKeyPair,
     apply_update_path,
     create_update_path,
+    merge_update_path,
 )
 from veilpost.mls.validation import GroupMembers, validate_leaf_node
 from veilpost.mls.welcome_processing import seal_welcome
@@ -228,10 +230,20 @@ def key_schedule(
 # -- choosing what a Commit covers (§12.2, §12.4) -------------------------------------------------
 
 
+def _covers(cached: CachedProposal, include_cached: bool | Collection[bytes]) -> bool:
+    """Whether a Commit covers ``cached``: with ``True`` only members' proposals, as those
+    from outside the group need the application's approval (§12.1.8, §12.4); with a
+    collection of references exactly those."""
+    if isinstance(include_cached, bool):
+        return include_cached and cached.sender.sender_type == SenderType.MEMBER
+    return cached.ref in include_cached
+
+
 def _select_proposals(
-    state: GroupState, by_value: Sequence[Proposal], include_cached: bool
+    state: GroupState, by_value: Sequence[Proposal], include_cached: bool | Collection[bytes]
 ) -> list[ProposalEntry]:
-    """The cached proposals a Commit from this member can cover, then ``by_value``.
+    """The cached proposals a Commit from this member can cover (:func:`_covers`), then
+    ``by_value``.
 
     Applies the committer's preferences of §12.2: the committer's own Updates are left out
     (its path replaces its leaf), a Remove wins over Updates of the same leaf and the latest
@@ -242,11 +254,11 @@ def _select_proposals(
     own = state.current.own_leaf
     own_sender = Sender.member(own)
     values = [ProposalEntry(p, own_sender) for p in by_value]
-    cached = (
-        [ProposalEntry(c.proposal, c.sender, c.ref) for c in state.proposals.values()]
-        if include_cached
-        else []
-    )
+    cached = [
+        ProposalEntry(c.proposal, c.sender, c.ref)
+        for c in state.proposals.values()
+        if _covers(c, include_cached)
+    ]
 
     leaf_change: dict[int, ProposalEntry] = {}
     add_keys: set[bytes] = set()
@@ -375,7 +387,7 @@ def create_commit(
     config: GroupConfig,
     *,
     by_value: Sequence[Proposal],
-    include_cached: bool = True,
+    include_cached: bool | Collection[bytes] = True,
     force_path: bool = False,
     new_signer: SigningIdentity | None = None,
     authenticated_data: bytes = b"",
@@ -385,10 +397,11 @@ def create_commit(
     """Make a Commit of this member (§12.4.1); the group's state is left as it was.
 
     ``by_value`` are the caller's own proposals; cached proposals are covered by reference
-    unless ``include_cached`` is false. A path is included when required, when
-    ``force_path``, or when ``new_signer`` (a new credential or signature key for the
-    committer's leaf) is given. ``allow_special_psks`` admits resumption PSKs of usage
-    ``reinit``/``branch`` (only for the first Commit of a reinitialized or branched group).
+    as :func:`_covers` says (members' ones, unless ``include_cached`` is false). A path is
+    included when required, when ``force_path``, or when ``new_signer`` (a new credential or
+    signature key for the committer's leaf) is given. ``allow_special_psks`` admits
+    resumption PSKs of usage ``reinit``/``branch`` (only for the first Commit of a
+    reinitialized or branched group).
     """
     suite = state.suite
     current = state.current
@@ -457,18 +470,12 @@ def create_commit(
     authenticated = with_confirmation_tag(authenticated, tag)
     message = protect(state, config, authenticated)
 
-    new_epoch = EpochState(
+    new_epoch = EpochState.begin(
         context=context,
         tree=tree,
         private_keys=private_keys,
         secrets=secrets,
-        secret_tree=SecretTree(
-            suite,
-            secrets.encryption_secret,
-            tree.n_leaves,
-            own_leaf=own,
-            window=config.ratchet_window,
-        ),
+        window=config.ratchet_window,
         interim_transcript_hash=interim_transcript_hash(
             suite, context.confirmed_transcript_hash, tag
         ),
@@ -486,7 +493,13 @@ def create_commit(
         own=True,
         state=new_epoch,
     )
-    group_info = make_group_info(state, new_epoch, signer, ratchet_tree=True, external_pub=True)
+    group_info = make_group_info(
+        state,
+        new_epoch,
+        signer,
+        ratchet_tree=True,
+        external_pub=config.accept_external_commits,
+    )
     welcome = None
     if applied.added:
         with_tree = (
@@ -644,7 +657,38 @@ def stage_commit(
         )
     else:
         committer_leaf = sender.index
+    if path is not None:
+        replacing = None
+        if external and applied.removed:
+            replacing = applied.removed[0][1]
+            _check_resync(config, path.leaf_node, replacing, applied.removed[0][0])
+        validate_leaf_node(
+            path.leaf_node,
+            suite,
+            group_context=provisional,
+            expected_source=LeafNodeSource.COMMIT,
+            members=GroupMembers(dict(tree.leaves())),
+            now=None,  # a commit leaf has no lifetime
+            credential_validator=config.credential_validator,
+            leaf_index=committer_leaf,
+            replacing=replacing,
+            lifetime_policy=config.lifetime_policy,
+        )
+        if external:
+            # A stand-in with no key holds the joiner's leaf while its path is merged.
+            placed = tree.add_leaf(replace(path.leaf_node, encryption_key=b""))
+            assert placed == committer_leaf
+    if applied.external_init is not None:
+        external_priv, _ = current.secrets.external_key_pair()
+        init_secret = external_init_secret(suite, external_priv, applied.external_init.kem_output)
+    else:
+        init_secret = current.secrets.init_secret
+
     if own in removed_leaves:
+        # §12.4.2: a removed member checks all it can. Only the path secret (not encrypted
+        # to it) and hence the confirmation tag are beyond it.
+        if path is not None:
+            merge_update_path(tree, committer_leaf, path, new_leaves=new_leaves)
         return _staged(
             current.context.group_id,
             current.epoch + 1,
@@ -672,25 +716,6 @@ def stage_commit(
             private_keys.set(2 * own, HpkeKeyPair(private, node.encryption_key))
 
     if path is not None:
-        replacing = None
-        if external and applied.removed:
-            replacing = applied.removed[0][1]
-        validate_leaf_node(
-            path.leaf_node,
-            suite,
-            group_context=provisional,
-            expected_source=LeafNodeSource.COMMIT,
-            members=GroupMembers(dict(tree.leaves())),
-            now=None,  # a commit leaf has no lifetime
-            credential_validator=config.credential_validator,
-            leaf_index=committer_leaf,
-            replacing=replacing,
-            lifetime_policy=config.lifetime_policy,
-        )
-        if external:
-            # A stand-in with no key holds the joiner's leaf while its path is merged.
-            placed = tree.add_leaf(replace(path.leaf_node, encryption_key=b""))
-            assert placed == committer_leaf
         result = apply_update_path(
             suite, tree, private_keys, committer_leaf, path, provisional, new_leaves=new_leaves
         )
@@ -702,11 +727,6 @@ def stage_commit(
         context_with_hash = replace(provisional, tree_hash=tree.tree_hash())
         private_keys.prune(tree)
 
-    if applied.external_init is not None:
-        external_priv, _ = current.secrets.external_key_pair()
-        init_secret = external_init_secret(suite, external_priv, applied.external_init.kem_output)
-    else:
-        init_secret = current.secrets.init_secret
     context, _, secrets = key_schedule(
         suite,
         interim_before=current.interim_transcript_hash,
@@ -726,18 +746,12 @@ def stage_commit(
             check="commit.confirmation_tag",
             section="12.4.2",
         )
-    new_epoch = EpochState(
+    new_epoch = EpochState.begin(
         context=context,
         tree=tree,
         private_keys=private_keys,
         secrets=secrets,
-        secret_tree=SecretTree(
-            suite,
-            secrets.encryption_secret,
-            tree.n_leaves,
-            own_leaf=own,
-            window=config.ratchet_window,
-        ),
+        window=config.ratchet_window,
         interim_transcript_hash=interim_transcript_hash(
             suite, context.confirmed_transcript_hash, tag
         ),
@@ -755,6 +769,20 @@ def stage_commit(
         own=False,
         state=new_epoch,
     )
+
+
+def _check_resync(config: GroupConfig, joiner: LeafNode, removed: LeafNode, leaf: int) -> None:
+    """§12.2: the Remove of an external Commit removes an old leaf of the joiner itself.
+
+    With a ``credential_validator`` the application decides (it sees the removed leaf's
+    credential as the predecessor); without one the credentials must be equal."""
+    if config.credential_validator is None and removed.credential != joiner.credential:
+        raise ValidationError(
+            f"an external Commit removes leaf {leaf}, whose credential (identity"
+            f" {removed.credential.identity.hex()[:32]}) is not the joiner's",
+            check="external_commit.remove_other_member",
+            section="12.2",
+        )
 
 
 def _describe(sender: Sender) -> str:

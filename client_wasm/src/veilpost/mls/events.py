@@ -122,7 +122,8 @@ class CommitOutput:
 
     ``commit`` goes to the group; ``welcome`` (when members were added) to the new members
     only once the delivery service accepted the Commit (§14); ``group_info`` is the new
-    epoch's signed GroupInfo (with ``external_pub``), for external joins.
+    epoch's signed GroupInfo (with ``external_pub`` when the committer's config accepts
+    external commits), for external joins.
     """
 
     commit: bytes

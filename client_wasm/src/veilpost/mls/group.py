@@ -25,15 +25,25 @@ the delivery service. The states, and what moves between them::
 A Commit never changes the group until it is merged: :meth:`commit` returns the messages and
 keeps the next epoch aside (only one handshake ratchet key is spent), and :meth:`process`
 returns a :class:`~veilpost.mls.events.StagedCommit` that holds the next epoch until
-:meth:`merge_staged_commit`. Merging forgets the proposal cache and keeps the last epochs'
-secret trees (``GroupConfig.max_past_epochs``) so that late application messages decrypt.
+:meth:`merge_staged_commit`. Merging forgets the proposal cache and keeps, of the last epochs
+(``GroupConfig.max_past_epochs``), only the other members' application ratchets, so that late
+application messages decrypt. A removed member keeps nothing else: no tree private key, no
+epoch secret (:meth:`export_secret` and the like raise
+:class:`~veilpost.mls.errors.UsageError`).
+
+Who joins is the application's decision (§12.1.8, §12.4): proposals from outside the group
+(``new_member_proposal``, ``external`` senders) are refused by default
+(``GroupConfig.accept_new_member_proposals``), and when accepted are committed only if the
+application names them in ``commit(include_proposals=[ref, ...])``; external Commits are
+refused unless ``GroupConfig.accept_external_commits``, and may then remove only the joiner's
+own old leaf (§12.2). See :mod:`veilpost.mls.group_config`.
 
 Errors: malformed bytes raise :class:`~veilpost.codec.DecodeError` only; a message that
 breaks a rule raises a :class:`~veilpost.mls.errors.ProtocolError` (mostly
 :class:`~veilpost.mls.errors.ValidationError`) whose ``check`` names the rule; calling a
 method in the wrong state raises :class:`~veilpost.mls.errors.UsageError`. A failed
-:meth:`process` leaves the group as it was (except for the one case the RFC wants: a
-PrivateMessage whose ratchet key is consumed only once it fully verified).
+:meth:`process` leaves the group's state as it was, saved form included: a ratchet key is
+consumed, and a sender's ratchets derived, only once a PrivateMessage fully verified.
 """
 
 from __future__ import annotations
@@ -338,6 +348,7 @@ class Group:
     @property
     def epoch_authenticator(self) -> bytes:
         """The epoch authenticator (§8.7): equal for every member in the same epoch."""
+        self._require_member()
         return self._state.current.secrets.epoch_authenticator
 
     @property
@@ -379,11 +390,18 @@ class Group:
 
     def export_secret(self, label: str | bytes, context: bytes, length: int) -> bytes:
         """``MLS-Exporter(label, context, length)`` of the current epoch (§8.5)."""
+        self._require_member()
         return self._state.current.secrets.export(label, context, length)
 
-    def group_info(self, *, with_ratchet_tree: bool = True, external_pub: bool = True) -> bytes:
-        """A signed GroupInfo of the current epoch as an ``MLSMessage`` (§12.4.3), with the
-        ``external_pub`` extension so that others can join by an external Commit."""
+    def group_info(
+        self, *, with_ratchet_tree: bool = True, external_pub: bool | None = None
+    ) -> bytes:
+        """A signed GroupInfo of the current epoch as an ``MLSMessage`` (§12.4.3). With the
+        ``external_pub`` extension (default: when ``config.accept_external_commits``) others
+        can join by an external Commit."""
+        self._require_member()
+        if external_pub is None:
+            external_pub = self.config.accept_external_commits
         state = self._state
         info = make_group_info(
             state,
@@ -399,6 +417,7 @@ class Group:
     ) -> PreSharedKeyID:
         """A ``PreSharedKeyID`` naming this group's ``resumption_psk`` of ``epoch`` (default:
         the current one), with a fresh nonce (§8.6). The epoch must be among those kept."""
+        self._require_member()
         epoch = self.epoch if epoch is None else epoch
         if (self.group_id, epoch) not in self._state.resumption_psks:
             kept = sorted(e for g, e in self._state.resumption_psks if g == self.group_id)
@@ -406,6 +425,12 @@ class Group:
         return resumption_psk_id(self._state.suite, usage, self.group_id, epoch)
 
     # -- sending ---------------------------------------------------------------------------------
+
+    def _require_member(self) -> None:
+        if self._state.removed:
+            raise UsageError(
+                "this member was removed from the group: it keeps no secret of it any more"
+            )
 
     def _require_active(self) -> None:
         if self._state.removed:
@@ -560,26 +585,45 @@ class Group:
         extensions: Iterable[Extension] | None = None,
         reinit: ReInit | None = None,
         force_path: bool = False,
-        include_proposals: bool = True,
+        include_proposals: bool | Iterable[bytes] = True,
         ratchet_tree_in_welcome: bool | None = None,
         authenticated_data: bytes = b"",
     ) -> CommitOutput:
         """Make a Commit and keep it pending until :meth:`merge_pending_commit` (§12.4.1, §14).
 
-        It covers the proposals cached this epoch by reference (unless ``include_proposals``
-        is false; invalid ones are left out) and, by value, Adds of ``add``, Removes of the
+        It covers by reference the proposals cached this epoch that members sent (unless
+        ``include_proposals`` is false; invalid ones are left out) and, by value, Adds of
+        ``add``, Removes of the
         leaves in ``remove``, PSKs of ``psks``, a GroupContextExtensions of ``extensions``
         and a ``reinit`` (which goes alone). The path is included when the proposals require
         it (§12.4), when nothing is proposed, with ``force_path``, or with ``update``: true
         refreshes this member's leaf, a :class:`SigningIdentity` also rotates its
         credential and signature key. The Welcome for new members carries the ratchet tree
         unless ``ratchet_tree_in_welcome`` (default: the config's) is false.
+
+        Proposals from outside the group (``new_member_proposal`` and ``external`` senders,
+        §12.1.8) are never covered on their own: admitting a client is the application's
+        decision (§12.4). To commit some, pass ``include_proposals`` as the references (see
+        :attr:`cached_proposal_refs`, :class:`~veilpost.mls.events.ProposalReceived`) of
+        exactly the cached proposals to cover, members' ones included.
         """
         self._require_active()
         if self._state.pending is not None:
             raise UsageError(
                 "a Commit is already pending: merge_pending_commit() or discard_pending_commit()"
             )
+        include: bool | frozenset[bytes] = (
+            include_proposals
+            if isinstance(include_proposals, bool)
+            else frozenset(bytes(ref) for ref in include_proposals)
+        )
+        if not isinstance(include, bool):
+            unknown = include - self._state.proposals.keys()
+            if unknown:
+                raise UsageError(
+                    f"include_proposals names proposals not cached this epoch:"
+                    f" {sorted(ref.hex() for ref in unknown)}"
+                )
         by_value: list[Proposal] = [Proposal(Add(_key_package(kp))) for kp in add]
         by_value += [Proposal(Remove(leaf)) for leaf in remove]
         by_value += [Proposal(PreSharedKey(self._psk_id(psk))) for psk in psks]
@@ -593,7 +637,7 @@ class Group:
             self._state,
             self.config,
             by_value=by_value,
-            include_cached=include_proposals and reinit is None,
+            include_cached=include if reinit is None else False,
             force_path=force_path or update is True,
             new_signer=update if isinstance(update, SigningIdentity) else None,
             authenticated_data=authenticated_data,
@@ -652,7 +696,10 @@ class Group:
         state.update_keys.clear()
         state.pending = None
         if staged.self_removed or staged.state is None:
+            # §12.4.2: keep nothing but what late application messages need (the PastEpoch).
             state.removed = True
+            state.current = old.forget_secrets()
+            state.resumption_psks.clear()
             return
         state.current = staged.state
         key = (staged.group_id, staged.epoch)

@@ -19,7 +19,19 @@ application passes the same one every time. Every field has a default that suits
   Leaves already in a tree a member joins are never checked against the clock: a long-lived
   group's leaves outlive their key packages;
 - the Authentication Service (§5.3.1): ``credential_validator`` is called for every credential
-  that enters the group; ``None`` accepts any credential (the client layer checks identities).
+  that enters the group; ``None`` accepts any credential (the client layer checks identities);
+- who may bring a client in (§12.1.8, §12.4.3.2, §12.4: "application policy"): only members.
+  A ``new_member_proposal`` signs no GroupContext, so anyone who has seen a message header
+  (the relay, for one) can make one; it is refused unless ``accept_new_member_proposals``.
+  Even then, proposals from non-members (``new_member_proposal`` and ``external`` senders)
+  are never committed by :meth:`~veilpost.mls.group.Group.commit` on its own: the
+  application approves each one by passing its reference in ``include_proposals``.
+  External Commits are refused unless ``accept_external_commits``, and GroupInfo is
+  published without ``external_pub`` unless asked for: whoever holds a GroupInfo with it
+  (the relay carries them) could join;
+- an external Commit may remove only an old leaf of the joiner itself (§12.2 "resync"): with
+  a ``credential_validator`` the validator decides (it gets the removed leaf's credential as
+  ``predecessor``), without one the removed leaf's credential must equal the joiner's.
 """
 
 from __future__ import annotations
@@ -75,11 +87,14 @@ class GroupConfig:
     external_psks: ExternalPskStore = field(default_factory=dict)
     """External PSKs by ``psk_id`` (§8.4), for PreSharedKey proposals and Welcomes."""
 
-    accept_external_commits: bool = True
-    """Whether external commits (§12.4.3.2) from non-members are processed or refused."""
+    accept_external_commits: bool = False
+    """Whether external commits (§12.4.3.2) from non-members are processed (refused by
+    default: anyone holding a GroupInfo with ``external_pub`` could otherwise join)."""
 
-    accept_new_member_proposals: bool = True
-    """Whether Add proposals sent by the joiner itself (``new_member_proposal``) are cached."""
+    accept_new_member_proposals: bool = False
+    """Whether Add proposals sent by the joiner itself (``new_member_proposal``, §12.1.8) are
+    cached (refused by default: they are bound to no GroupContext). Cached ones are still
+    committed only when the application names them in ``Group.commit(include_proposals=...)``."""
 
     def __post_init__(self) -> None:
         if self.handshake_wire_format not in (

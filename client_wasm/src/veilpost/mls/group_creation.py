@@ -29,7 +29,6 @@ from veilpost.mls.proposal_list import check_proposal
 from veilpost.mls.proposals import Add, GroupContextExtensions, PreSharedKey, Proposal
 from veilpost.mls.psk import ResumptionPSKUsage, resumption_psk_id
 from veilpost.mls.ratchet_tree import RatchetTree
-from veilpost.mls.secret_tree import SecretTree
 from veilpost.mls.signing_identity import SigningIdentity
 from veilpost.mls.transcript_hash import interim_transcript_hash
 from veilpost.mls.treekem import HpkeKeyPair, TreePrivateKeys
@@ -77,16 +76,14 @@ def create_group_state(
         )
     secrets = derive_epoch_secrets(suite, suite.random_bytes(suite.kdf_size))
     tag = secrets.confirmation_tag(b"")
-    epoch = EpochState(
+    epoch = EpochState.begin(
         context=context,
         tree=tree,
         private_keys=TreePrivateKeys.for_leaf(
             0, HpkeKeyPair(encryption_private_key, leaf.encryption_key)
         ),
         secrets=secrets,
-        secret_tree=SecretTree(
-            suite, secrets.encryption_secret, 1, own_leaf=0, window=config.ratchet_window
-        ),
+        window=config.ratchet_window,
         interim_transcript_hash=interim_transcript_hash(suite, b"", tag),
         confirmation_tag=tag,
     )

@@ -6,10 +6,14 @@ Theory of operation
 :class:`GroupState` is everything a :class:`~veilpost.mls.group.Group` remembers:
 
 - :class:`EpochState`, the current epoch: the GroupContext, the ratchet tree, this member's
-  tree private keys, the epoch secrets (§8), the secret tree (§9) with its ratchets, the
-  interim transcript hash and the confirmation tag of the Commit that began the epoch;
+  tree private keys, the epoch secrets (§8) but ``encryption_secret`` (deleted once the
+  secret tree is built from it, §9.2), the secret tree (§9) with its ratchets, the interim
+  transcript hash and the confirmation tag of the Commit that began the epoch. Once this
+  member is removed it keeps no secret of its last epoch, just the public GroupContext and
+  tree (:meth:`EpochState.forget_secrets`);
 - :class:`PastEpoch` for each of the last few epochs: just what decrypting a late
-  application message needs (GroupContext, tree, sender-data secret, secret tree);
+  application message needs (GroupContext, tree, sender-data secret, and the application
+  ratchets of the other members, :meth:`~veilpost.mls.secret_tree.SecretTree.retire`);
 - the ``resumption_psk`` of recent epochs (§8.6), the proposals cached this epoch (§12.3),
   the pending Commit (§14: not in force until the delivery service accepts it), a ReInit the
   group ended with, whether this member was removed, and digests of its own recent messages.
@@ -21,7 +25,8 @@ file is refused rather than loaded with a wrong secret (the digest is no protect
 tampering: the state holds private keys, store it encrypted and authenticated).
 :func:`decode_group_state` raises :class:`~veilpost.codec.DecodeError` for anything malformed
 or corrupted and :class:`GroupStateVersionError` for a version it does not read; loaded keys
-are checked against the loaded tree. The format is not a wire format and may change between
+are checked against the loaded tree, and the parts against each other (own leaf, signer,
+secret tree sizes). The format is not a wire format and may change between
 versions (each change bumps :data:`STATE_VERSION`).
 """
 
@@ -42,7 +47,7 @@ from veilpost.mls.key_schedule import EpochSecrets
 from veilpost.mls.proposals import Proposal, ReInit
 from veilpost.mls.psk import PreSharedKeyID
 from veilpost.mls.ratchet_tree import RatchetTree
-from veilpost.mls.secret_tree import SecretTree
+from veilpost.mls.secret_tree import RatchetWindow, SecretTree
 from veilpost.mls.signing_identity import SigningIdentity
 from veilpost.mls.treekem import TreePrivateKeys
 
@@ -61,7 +66,8 @@ __all__ = [
 ]
 
 MAGIC = b"VPMLSGRP"
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Version 2 saves no ``encryption_secret`` (§9.2); version 1 (never released) is not read."""
 
 _DIGEST_SIZE = 32
 
@@ -85,6 +91,54 @@ class EpochState:
     interim_transcript_hash: bytes
     confirmation_tag: bytes
 
+    @classmethod
+    def begin(
+        cls,
+        *,
+        context: GroupContext,
+        tree: RatchetTree,
+        private_keys: TreePrivateKeys,
+        secrets: EpochSecrets,
+        window: RatchetWindow,
+        interim_transcript_hash: bytes,
+        confirmation_tag: bytes,
+    ) -> EpochState:
+        """A new epoch: its secret tree is built from ``encryption_secret``, which is then
+        deleted (§9.2)."""
+        secret_tree = SecretTree(
+            secrets.suite,
+            secrets.encryption_secret,
+            tree.n_leaves,
+            own_leaf=private_keys.leaf_index,
+            window=window,
+        )
+        return cls(
+            context,
+            tree,
+            private_keys,
+            secrets.without_encryption_secret(),
+            secret_tree,
+            interim_transcript_hash,
+            confirmation_tag,
+        )
+
+    def forget_secrets(self) -> EpochState:
+        """This epoch without any secret: what a removed member keeps of its last epoch
+        (§12.4.2), the GroupContext and the tree. Late messages use its :class:`PastEpoch`."""
+        suite = self.secrets.suite
+        erased = EpochSecrets(suite=suite, **dict.fromkeys(_ALL_SECRET_FIELDS, b""))
+        secret_tree = SecretTree(suite, b"", self.tree.n_leaves)
+        secret_tree.retire(())
+        return EpochState(
+            self.context,
+            self.tree,
+            TreePrivateKeys(self.own_leaf),
+            erased,
+            secret_tree,
+            self.interim_transcript_hash,
+            self.confirmation_tag,
+        )
+
     @property
     def epoch(self) -> int:
         return self.context.epoch
@@ -105,6 +159,11 @@ class PastEpoch:
 
     @classmethod
     def of(cls, state: EpochState) -> PastEpoch:
+        """What ``state``, now over, keeps: its secret tree is retired in place to the
+        application ratchets of the other members (this member's own messages are recognised
+        by digest, and handshake messages of a past epoch are refused)."""
+        others = [leaf for leaf, _ in state.tree.leaves() if leaf != state.own_leaf]
+        state.secret_tree.retire(others)
         return cls(state.context, state.tree, state.secrets.sender_data_secret, state.secret_tree)
 
 
@@ -175,7 +234,6 @@ class GroupState:
 
 _SECRET_FIELDS = (
     "sender_data_secret",
-    "encryption_secret",
     "exporter_secret",
     "external_secret",
     "confirmation_key",
@@ -184,6 +242,9 @@ _SECRET_FIELDS = (
     "epoch_authenticator",
     "init_secret",
 )
+"""The epoch secrets saved: all but ``encryption_secret``, which is deleted (§9.2)."""
+
+_ALL_SECRET_FIELDS = ("encryption_secret", *_SECRET_FIELDS)
 
 
 def _encode_secrets(writer: Writer, secrets: EpochSecrets) -> None:
@@ -193,7 +254,7 @@ def _encode_secrets(writer: Writer, secrets: EpochSecrets) -> None:
 
 def _decode_secrets(reader: Reader, suite: CipherSuite) -> EpochSecrets:
     values = {name: reader.opaque(f"EpochSecrets.{name}") for name in _SECRET_FIELDS}
-    return EpochSecrets(suite=suite, **values)
+    return EpochSecrets(suite=suite, encryption_secret=b"", **values)
 
 
 def _encode_tree(writer: Writer, tree: RatchetTree) -> None:
@@ -241,6 +302,14 @@ def _decode_epoch(reader: Reader, suite: CipherSuite) -> EpochState:
         raise DecodeError(f"saved epoch {context.epoch}: the tree does not match its tree hash")
     if secret_tree.n_leaves != tree.n_leaves:
         raise DecodeError(f"saved epoch {context.epoch}: the secret tree has the wrong size")
+    own = private_keys.leaf_index
+    if own >= tree.n_leaves or tree.leaf(own) is None:
+        raise DecodeError(f"saved epoch {context.epoch}: own leaf {own} is not in the tree")
+    if secret_tree.own_leaf is not None and secret_tree.own_leaf != own:
+        raise DecodeError(
+            f"saved epoch {context.epoch}: the secret tree's own leaf {secret_tree.own_leaf}"
+            f" is not the member's leaf {own}"
+        )
     return state
 
 
@@ -252,12 +321,42 @@ def _encode_past(writer: Writer, past: PastEpoch) -> None:
 
 
 def _decode_past(reader: Reader, suite: CipherSuite) -> PastEpoch:
-    return PastEpoch(
+    past = PastEpoch(
         GroupContext.decode(reader),
         _decode_tree(reader, suite),
         reader.opaque("PastEpoch.sender_data_secret"),
         SecretTree.decode(reader, suite),
     )
+    if past.secret_tree.n_leaves != past.tree.n_leaves or past.secret_tree.own_leaf is not None:
+        raise DecodeError(f"saved past epoch {past.context.epoch}: malformed secret tree")
+    return past
+
+
+def _check_consistency(state: GroupState) -> None:
+    """The parts of a loaded state agree with each other (DecodeError otherwise)."""
+    current = state.current
+    own = current.own_leaf
+    leaf = current.tree.leaf(own)
+    assert leaf is not None  # _decode_epoch checked it
+    if leaf.signature_key != state.signer.signature_key:
+        raise DecodeError(f"saved group state: the signer's key is not the one of own leaf {own}")
+    if not state.removed and (
+        current.secret_tree.own_leaf != own or current.private_keys.key_pair(2 * own) is None
+    ):
+        raise DecodeError(f"saved group state: no secret tree or private key for own leaf {own}")
+    epochs = [past.context.epoch for past in state.past_epochs]
+    newest = current.epoch if state.removed else current.epoch - 1  # removed: its last epoch
+    if epochs != sorted(set(epochs)) or any(e > newest for e in epochs):
+        raise DecodeError(f"saved group state: past epochs {epochs} at epoch {current.epoch}")
+    if any(p.context.group_id != current.context.group_id for p in state.past_epochs):
+        raise DecodeError("saved group state: a past epoch of another group")
+    pending = state.pending
+    if pending is not None and (
+        pending.staged.state is None
+        or pending.staged.state.own_leaf != own
+        or pending.staged.epoch != current.epoch + 1
+    ):
+        raise DecodeError("saved group state: the pending Commit does not follow this epoch")
 
 
 def _encode_members(writer: Writer, members: tuple[Member, ...]) -> None:
@@ -450,7 +549,7 @@ def _decode_body(reader: Reader, suite: CipherSuite) -> GroupState:
         update_keys[public_key] = reader.opaque("update private key")
     if signer.signature_key != suite.signature_public_key(signer.signature_private_key):
         raise DecodeError("saved signing identity: the private key does not match")
-    return GroupState(
+    state = GroupState(
         suite=suite,
         signer=signer,
         current=current,
@@ -463,3 +562,5 @@ def _decode_body(reader: Reader, suite: CipherSuite) -> GroupState:
         own_messages=own,
         update_keys=update_keys,
     )
+    _check_consistency(state)
+    return state

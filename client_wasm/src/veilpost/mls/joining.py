@@ -52,7 +52,6 @@ from veilpost.mls.proposal_list import ProposalEntry, apply_proposal_list
 from veilpost.mls.proposals import ExternalInit, PreSharedKey, Proposal, ProposalOrRef, Remove
 from veilpost.mls.psk import PreSharedKeyID, PSKType, ResumptionPSKUsage
 from veilpost.mls.ratchet_tree import RatchetTree
-from veilpost.mls.secret_tree import SecretTree
 from veilpost.mls.signing_identity import KeyPackageBundle, SigningIdentity
 from veilpost.mls.transcript_hash import interim_transcript_hash
 from veilpost.mls.treekem import HpkeKeyPair, TreePrivateKeys, create_update_path
@@ -241,18 +240,12 @@ def welcome_state(
         keys = keys.with_path_secret(suite, tree, ancestor, path_secret.path_secret)
     keys.verify(suite, tree)
     _check_resumption(opened.group_secrets.psks, context, previous)
-    epoch = EpochState(
+    epoch = EpochState.begin(
         context=context,
         tree=tree,
         private_keys=keys,
         secrets=opened.epoch_secrets,
-        secret_tree=SecretTree(
-            suite,
-            opened.epoch_secrets.encryption_secret,
-            tree.n_leaves,
-            own_leaf=own,
-            window=config.ratchet_window,
-        ),
+        window=config.ratchet_window,
         interim_transcript_hash=opened.interim_transcript_hash,
         confirmation_tag=group_info.confirmation_tag,
     )
@@ -356,18 +349,12 @@ def create_external_commit(
     tag = secrets.confirmation_tag(new_context.confirmed_transcript_hash)
     authenticated = with_confirmation_tag(authenticated, tag)
     message = protect_public_message(suite, authenticated, group_context=context)
-    epoch = EpochState(
+    epoch = EpochState.begin(
         context=new_context,
         tree=new_tree,
         private_keys=created.private_keys,
         secrets=secrets,
-        secret_tree=SecretTree(
-            suite,
-            secrets.encryption_secret,
-            new_tree.n_leaves,
-            own_leaf=own,
-            window=config.ratchet_window,
-        ),
+        window=config.ratchet_window,
         interim_transcript_hash=interim_transcript_hash(
             suite, new_context.confirmed_transcript_hash, tag
         ),

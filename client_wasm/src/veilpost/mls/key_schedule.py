@@ -53,7 +53,7 @@ deletion schedule (§9.2) asks callers to drop the intermediate values (``commit
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from veilpost.codec import encode
 from veilpost.crypto import CipherSuite, CryptoError
@@ -217,6 +217,11 @@ class EpochSecrets:
 
     def __repr__(self) -> str:
         return f"EpochSecrets(suite=0x{self.suite.id:04x}, secrets hidden)"
+
+    def without_encryption_secret(self) -> EpochSecrets:
+        """These secrets with ``encryption_secret`` emptied: §9.2 deletes it once the secret
+        tree is built from it."""
+        return replace(self, encryption_secret=b"")
 
     def export(self, label: str | bytes, context: bytes, length: int) -> bytes:
         """``MLS-Exporter(label, context, length)`` of this epoch (§8.5)."""

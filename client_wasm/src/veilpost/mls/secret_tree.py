@@ -33,7 +33,7 @@ the ciphertext, are the third kind of key of §9.1 and live here too.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -305,11 +305,19 @@ class SecretTree:
 
         Raises :class:`GenerationReusedError`, :class:`GenerationTooOldError`,
         :class:`GenerationTooFarAheadError` or, for a leaf outside the tree,
-        :class:`SecretTreeError`.
+        :class:`SecretTreeError`. On any exception the tree is left exactly as it was: the
+        secrets of a leaf derived for this key are dropped again.
         """
-        ratchet = self.ratchet(leaf, ratchet_type)
-        step = ratchet.prepare(generation)
-        yield step.key
+        derived = (leaf, ratchet_type) in self._ratchets
+        before = None if derived else (dict(self._nodes), dict(self._ratchets))
+        try:
+            ratchet = self.ratchet(leaf, ratchet_type)
+            step = ratchet.prepare(generation)
+            yield step.key
+        except BaseException:
+            if before is not None:
+                self._nodes, self._ratchets = before
+            raise
         ratchet.commit(step)
 
     # -- the tree ------------------------------------------------------------------------------
@@ -333,7 +341,13 @@ class SecretTree:
         node = tree_math.leaf_to_node(leaf)
         path = [node, *tree_math.direct_path(node, self._n_leaves)]
         # The lowest ancestor that still has its secret; below it, nothing was derived yet.
-        top = next(i for i, x in enumerate(path) if x in self._nodes)
+        top = next((i for i, x in enumerate(path) if x in self._nodes), None)
+        if top is None:  # only after retire(): the leaf's secrets are deleted
+            raise SecretTreeError(
+                f"the secrets of leaf {leaf} are deleted from this epoch's secret tree",
+                check="secret_tree.leaf_deleted",
+                section="9.2",
+            )
         for parent in reversed(path[1 : top + 1]):
             secret = self._nodes.pop(parent)
             self._nodes[tree_math.left(parent)] = suite.expand_with_label(
@@ -350,6 +364,22 @@ class SecretTree:
                 self.window,
                 name=f"the {ratchet_type.value} ratchet of leaf {leaf}",
             )
+
+    def retire(self, senders: Iterable[int]) -> None:
+        """Keep only what late application messages of ``senders`` need, once the epoch is
+        over (§9.2, §15.3): their application ratchets, derived now if need be. Every node
+        secret, every handshake ratchet and the ratchets of other leaves (this member's own
+        among them) are deleted, and the tree can no longer encrypt."""
+        keep = set(senders)
+        for leaf in keep:
+            self.ratchet(leaf, RatchetType.APPLICATION)
+        self._nodes = {}
+        self._ratchets = {
+            (leaf, ratchet_type): ratchet
+            for (leaf, ratchet_type), ratchet in self._ratchets.items()
+            if leaf in keep and ratchet_type == RatchetType.APPLICATION
+        }
+        self.own_leaf = None
 
     # -- saved group state -------------------------------------------------------------------
 

@@ -374,8 +374,8 @@ def apply_update_path(
     Checks, each a :class:`ValidationError` unless noted: one path node per node of the
     sender's filtered direct path (``update_path.node_count``); one ciphertext per recipient
     (``update_path.ciphertext_count``); a new leaf encryption key
-    (``update_path.leaf_encryption_key``) and no path key already in the tree
-    (``update_path.duplicate_public_key``, §12.4.2); the leaf's parent hash
+    (``update_path.leaf_encryption_key``) and no path key already in the tree or twice in the
+    path (``update_path.duplicate_public_key``, §12.4.2); the leaf's parent hash
     (``update_path.parent_hash``, §7.9.2); a decryptable path secret (:class:`ProtocolError`
     ``update_path.decryption``); derived public keys equal to the path's
     (``update_path.public_key``). ``private_keys`` are ours (we are not the sender);
@@ -475,7 +475,8 @@ def _check_shape(path: list[FilteredPathNode], update_path: UpdatePath, sender: 
 
 
 def _check_fresh_keys(tree: RatchetTree, sender: int, update_path: UpdatePath) -> None:
-    """§12.4.2: the leaf key changes, and no key of the path is already in the tree."""
+    """§12.4.2: the leaf key changes, and every key of the path (the new leaf's and the
+    nodes') is new: not already in the tree, and not repeated within the path (§16.8)."""
     old_leaf = tree.leaf(sender)
     new_key = update_path.leaf_node.encryption_key
     if old_leaf is not None and old_leaf.encryption_key == new_key:
@@ -485,13 +486,16 @@ def _check_fresh_keys(tree: RatchetTree, sender: int, update_path: UpdatePath) -
             section="12.4.2",
         )
     in_tree = {content.encryption_key for n in range(tree.width) if (content := tree.node(n))}
+    in_path: set[bytes] = set()
     for key in [new_key, *(n.encryption_key for n in update_path.nodes)]:
-        if key in in_tree:
+        if key in in_tree or key in in_path:
+            where = "the tree" if key in in_tree else "the UpdatePath itself"
             raise ValidationError(
-                f"UpdatePath public key {key.hex()} already appears in the tree",
+                f"UpdatePath public key {key.hex()} already appears in {where}",
                 check="update_path.duplicate_public_key",
                 section="12.4.2",
             )
+        in_path.add(key)
 
 
 def _decrypt_path_secret(
