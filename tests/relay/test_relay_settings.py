@@ -89,6 +89,8 @@ def test_production_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert db["ENGINE"] == "django.db.backends.postgresql"
     assert (db["HOST"], db["PORT"], db["NAME"]) == ("db.internal", 5432, "veilpost")
     assert "init_command" not in db.get("OPTIONS", {})
+    # Persistent, health-checked connections, not one new connection per query.
+    assert (db["CONN_MAX_AGE"], db["CONN_HEALTH_CHECKS"]) == (600, True)
     layer = s["CHANNEL_LAYERS"]["default"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     assert layer["CONFIG"]["hosts"] == ["redis://redis.internal:6379/0"]
