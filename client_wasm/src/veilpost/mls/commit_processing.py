@@ -97,7 +97,7 @@ from veilpost.mls.proposals import (
 from veilpost.mls.psk import PreSharedKeyID, PSKType, psk_secret
 from veilpost.mls.ratchet_tree import RatchetTree
 from veilpost.mls.signing_identity import SigningIdentity
-from veilpost.mls.transcript_hash import confirmed_transcript_hash, interim_transcript_hash
+from veilpost.mls.transcript_hash import confirmed_transcript_hash
 from veilpost.mls.treekem import (
     HpkeKeyPair,
     apply_update_path,
@@ -476,9 +476,6 @@ def create_commit(
         private_keys=private_keys,
         secrets=secrets,
         window=config.ratchet_window,
-        interim_transcript_hash=interim_transcript_hash(
-            suite, context.confirmed_transcript_hash, tag
-        ),
         confirmation_tag=tag,
     )
     staged = _staged(
@@ -752,9 +749,6 @@ def stage_commit(
         private_keys=private_keys,
         secrets=secrets,
         window=config.ratchet_window,
-        interim_transcript_hash=interim_transcript_hash(
-            suite, context.confirmed_transcript_hash, tag
-        ),
         confirmation_tag=tag,
     )
     return _staged(

@@ -30,7 +30,6 @@ from veilpost.mls.proposals import Add, GroupContextExtensions, PreSharedKey, Pr
 from veilpost.mls.psk import ResumptionPSKUsage, resumption_psk_id
 from veilpost.mls.ratchet_tree import RatchetTree
 from veilpost.mls.signing_identity import SigningIdentity
-from veilpost.mls.transcript_hash import interim_transcript_hash
 from veilpost.mls.treekem import HpkeKeyPair, TreePrivateKeys
 
 __all__ = ["create_group_state", "resumed_group_state"]
@@ -84,7 +83,6 @@ def create_group_state(
         ),
         secrets=secrets,
         window=config.ratchet_window,
-        interim_transcript_hash=interim_transcript_hash(suite, b"", tag),
         confirmation_tag=tag,
     )
     return GroupState(

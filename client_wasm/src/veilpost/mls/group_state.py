@@ -49,6 +49,7 @@ from veilpost.mls.psk import PreSharedKeyID
 from veilpost.mls.ratchet_tree import RatchetTree
 from veilpost.mls.secret_tree import RatchetWindow, SecretTree
 from veilpost.mls.signing_identity import SigningIdentity
+from veilpost.mls.transcript_hash import interim_transcript_hash as compute_interim_transcript_hash
 from veilpost.mls.treekem import TreePrivateKeys
 
 __all__ = [
@@ -100,11 +101,17 @@ class EpochState:
         private_keys: TreePrivateKeys,
         secrets: EpochSecrets,
         window: RatchetWindow,
-        interim_transcript_hash: bytes,
         confirmation_tag: bytes,
+        interim_transcript_hash: bytes | None = None,
     ) -> EpochState:
         """A new epoch: its secret tree is built from ``encryption_secret``, which is then
-        deleted (§9.2)."""
+        deleted (§9.2). The interim transcript hash follows from the context's confirmed
+        transcript hash and the confirmation tag (§8.2) unless given (a joiner gets it from
+        the Welcome)."""
+        if interim_transcript_hash is None:
+            interim_transcript_hash = compute_interim_transcript_hash(
+                secrets.suite, context.confirmed_transcript_hash, confirmation_tag
+            )
         secret_tree = SecretTree(
             secrets.suite,
             secrets.encryption_secret,

@@ -355,9 +355,6 @@ def create_external_commit(
         private_keys=created.private_keys,
         secrets=secrets,
         window=config.ratchet_window,
-        interim_transcript_hash=interim_transcript_hash(
-            suite, new_context.confirmed_transcript_hash, tag
-        ),
         confirmation_tag=tag,
     )
     return ExternalCommit(encode(MLSMessage(message)), epoch)
