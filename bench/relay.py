@@ -39,14 +39,11 @@ import json
 import os
 import platform
 import secrets
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +55,11 @@ from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "relay"))  # daphne_nodes: shared with the scale-out tests
+
+import daphne_nodes  # noqa: E402
+import redis  # noqa: E402
+from daphne_nodes import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT  # noqa: E402
 
 from veilpost.codec import encode  # noqa: E402
 from veilpost.crypto import get_backend, get_cipher_suite  # noqa: E402
@@ -65,9 +67,6 @@ from veilpost.mls.framing import ContentType, MLSMessage, PrivateMessage  # noqa
 from webapp.relay.identifiers import auth_message, group_topic  # noqa: E402
 
 SUITE = get_cipher_suite(0x0001)
-APP = "webapp.asgi:application"
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 WINDOW = 1000  # the relay's send window: publishers stay at most this far ahead
 ACK_EVERY = 100
 PAYLOAD_PADDING = 256  # ciphertext bytes per envelope (a short padded message)
@@ -78,13 +77,6 @@ def b64(data: bytes) -> str:
 
 
 # --- Servers -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def rss_kib(pid: int) -> int:
@@ -112,36 +104,16 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        daphne_nodes.stop([self.process])
         for step in self.cleanup:
             with contextlib.suppress(Exception):
                 step()
 
 
 def wait_ready(server: Server, health: bool, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            break
-        try:
-            if health:
-                url = f"http://127.0.0.1:{server.port}/api/v1/health"
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            else:
-                with socket.create_connection(("127.0.0.1", server.port), timeout=1):
-                    return
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(0.1)
-    tail = server.log.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"{server.name} did not come up:\n{tail}")
+    if not daphne_nodes.wait_up(server.process, server.port, seconds, health=health):
+        tail = server.log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{server.name} did not come up:\n{tail}")
 
 
 def start_veilpost(name: str, workdir: Path, extra_env: dict[str, str]) -> Server:
@@ -160,24 +132,9 @@ def start_veilpost(name: str, workdir: Path, extra_env: dict[str, str]) -> Serve
     for variable in ("DATABASE_URL", "REDIS_URL"):  # only what this server is given
         if variable not in extra_env:
             env.pop(variable, None)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    port = free_port()
+    daphne_nodes.migrate(env, timeout=180)
     log = workdir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APP],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    port, process = daphne_nodes.start_daphne(env, log)
     server = Server(name, "veilpost", port, process, log)
     wait_ready(server, health=True)
     return server
@@ -204,24 +161,8 @@ def start_veilpost_sqlite(workdir: Path) -> Server:
 def start_veilpost_postgres(workdir: Path) -> Server | str:
     """Daphne on PostgreSQL (a fresh database) and Redis, or why not."""
     try:
-        import psycopg
-        import redis
-        from psycopg import sql
-    except ImportError as error:
-        return f"missing package: {error}"
-    admin: Any = None
-    for user in ("root", "postgres", os.environ.get("USER", "")):
-        if admin is not None or not user:
-            continue
-        for dbname in ("postgres", "test"):
-            try:
-                admin = psycopg.connect(
-                    host=PG_HOST, port=PG_PORT, user=user, dbname=dbname, autocommit=True
-                )
-                break
-            except psycopg.Error:
-                continue
-    if admin is None:
+        admin = daphne_nodes.admin_connection()
+    except ConnectionError:
         return f"cannot connect to PostgreSQL at {PG_HOST}:{PG_PORT}"
     try:
         redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=3).ping()
@@ -229,13 +170,10 @@ def start_veilpost_postgres(workdir: Path) -> Server | str:
         admin.close()
         return f"cannot reach Redis ({error})"
     database = f"veilpost_bench_{os.getpid()}"
-    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    daphne_nodes.create_database(admin, database)
 
     def drop() -> None:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
+        daphne_nodes.drop_database(admin, database)
         admin.close()
 
     try:
@@ -243,7 +181,7 @@ def start_veilpost_postgres(workdir: Path) -> Server | str:
             "veilpost-pg",
             workdir,
             {
-                "DATABASE_URL": f"postgres://{admin.info.user}@{PG_HOST}:{PG_PORT}/{database}",
+                "DATABASE_URL": daphne_nodes.database_url(admin, database),
                 "REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{1 + os.getpid() % 15}",
             },
         )
@@ -255,7 +193,7 @@ def start_veilpost_postgres(workdir: Path) -> Server | str:
 
 
 def start_minimal(workdir: Path) -> Server:
-    port = free_port()
+    port = daphne_nodes.free_port()
     log = workdir / "minimal.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

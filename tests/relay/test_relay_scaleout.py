@@ -19,11 +19,8 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +30,20 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-from psycopg import sql
+from daphne_nodes import (
+    PG_HOST,
+    PG_PORT,
+    REDIS_HOST,
+    REDIS_PORT,
+    admin_connection,
+    create_database,
+    database_url,
+    drop_database,
+    migrate,
+    start_daphne,
+    stop,
+    wait_up,
+)
 from relay_support import Device, b64, private_message, unb64
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -41,12 +51,8 @@ from webapp.relay.identifiers import group_topic
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.asyncio]
 
-ROOT = Path(__file__).resolve().parents[2]
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 AUDIENCE = "relay.scaleout.test"  # what both nodes announce and clients sign (one relay)
 STARTUP_SECONDS = 30
-APP = "webapp.asgi:application"
 
 
 @dataclass
@@ -93,53 +99,21 @@ def _unavailable(reason: str) -> None:
 
 
 def _admin_connection() -> psycopg.Connection[Any]:
-    """A connection to PostgreSQL's maintenance database, as the first role that works."""
-    errors = []
-    for user in ("root", "postgres", os.environ.get("USER", "")):
-        for dbname in ("postgres", "test"):
-            if not user:
-                continue
-            try:
-                return psycopg.connect(
-                    host=PG_HOST,
-                    port=PG_PORT,
-                    user=user,
-                    dbname=dbname,
-                    autocommit=True,
-                    connect_timeout=3,
-                )
-            except psycopg.Error as error:
-                errors.append(f"{user}@{dbname}: {str(error).strip()}")
-    _unavailable("cannot connect to PostgreSQL (" + "; ".join(errors[-2:]) + ")")
-    raise AssertionError("unreachable")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    try:
+        return admin_connection()
+    except ConnectionError as error:
+        _unavailable(f"cannot connect to PostgreSQL ({error})")
+        raise AssertionError("unreachable") from None
 
 
 def _wait_healthy(node: Node) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if node.process.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(f"{node.http_url}/api/v1/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"Daphne node {node.name} did not come up:\n{node.log_tail()}")
+    if not wait_up(node.process, node.port, STARTUP_SECONDS):
+        raise AssertionError(f"Daphne node {node.name} did not come up:\n{node.log_tail()}")
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     admin = _admin_connection()
-    user = admin.info.user
     try:
         redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=3).ping()
     except redis.RedisError as error:
@@ -147,12 +121,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         _unavailable(f"cannot reach Redis ({error})")
     database = f"veilpost_test_{os.getpid()}"
     redis_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{1 + os.getpid() % 15}"
-    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    create_database(admin, database)
     logs = tmp_path_factory.mktemp("daphne")
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{user}@{PG_HOST}:{PG_PORT}/{database}",
+        "DATABASE_URL": database_url(admin, database),
         "REDIS_URL": redis_url,
         "DJANGO_SETTINGS_MODULE": "webapp.settings",
         "VEILPOST_DEBUG": "0",
@@ -165,41 +138,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     }
     nodes: list[Node] = []
     try:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        migrate(env, timeout=120)
         for name in ("A", "B"):
-            port = _free_port()
             log = logs / f"node-{name}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APP],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
+            port, process = start_daphne(env, log)
             nodes.append(Node(name, port, process, log))
         for node in nodes:
             _wait_healthy(node)
         yield Cluster(nodes[0], nodes[1], database, redis_url, nodes)
     finally:
-        for node in nodes:
-            node.process.terminate()
-        for node in nodes:
-            try:
-                node.process.wait(10)
-            except subprocess.TimeoutExpired:
-                node.process.kill()
-                node.process.wait()
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
+        stop([node.process for node in nodes])
+        drop_database(admin, database)
         admin.close()
 
 

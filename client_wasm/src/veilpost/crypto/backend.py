@@ -143,7 +143,8 @@ def ed25519_public_key_is_canonical(public_key: bytes) -> bool:
 
     Rejects y >= p and the negative zero x (sign bit set with y = ±1, where x = 0). OpenSSL
     reduces such encodings instead of rejecting them, which would let the native backend accept
-    signatures the pure backend rejects; both backends apply this check first.
+    signatures the pure backend rejects (its strict point decoding refuses them), so the native
+    backend applies this check first.
     """
     y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
     if y >= _P25519:

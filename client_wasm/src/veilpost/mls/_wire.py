@@ -11,9 +11,11 @@ from __future__ import annotations
 import enum
 from typing import TypeVar
 
-from veilpost.codec import DecodeError, Reader
+from veilpost.codec import DecodeError, Reader, Struct, decode
+from veilpost.mls.errors import ProtocolError
 
 E = TypeVar("E", bound=enum.IntEnum)
+S = TypeVar("S", bound=Struct)
 
 
 def unknown_selector(what: str, value: int, offset: int) -> DecodeError:
@@ -39,3 +41,12 @@ def read_uint16s(reader: Reader, what: str) -> list[int]:
 def read_uint32s(reader: Reader, what: str) -> list[int]:
     """Read ``uint32 field<V>``."""
     return reader.vector(lambda r: r.uint32(what), what)
+
+
+def decode_decrypted(cls: type[S], plaintext: bytes, what: str, *, check: str, section: str) -> S:
+    """Decode a structure that decrypted fine: malformed plaintext is the sender's fault, a
+    :class:`~veilpost.mls.errors.ProtocolError` (``what`` begins its message)."""
+    try:
+        return decode(cls, plaintext)
+    except DecodeError as exc:
+        raise ProtocolError(f"{what}: {exc}", check=check, section=section) from exc

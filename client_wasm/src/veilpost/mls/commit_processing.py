@@ -116,6 +116,7 @@ __all__ = [
     "member_signature_key",
     "message_digest",
     "protect",
+    "provisional_context",
     "psk_value",
     "sign",
     "stage_commit",
@@ -225,6 +226,12 @@ def key_schedule(
     joiner_secret = derive_joiner_secret(suite, init_secret, commit_secret, context)
     epoch_secret = derive_epoch_secret(suite, joiner_secret, context, psk_secret(suite, psks))
     return context, joiner_secret, derive_epoch_secrets(suite, epoch_secret)
+
+
+def provisional_context(context: GroupContext, extensions: list[Extension]) -> GroupContext:
+    """The next epoch's GroupContext before its tree hash and confirmed transcript hash are
+    known: epoch + 1, the new ``extensions``, the old confirmed transcript hash (§12.4.1)."""
+    return replace(context, epoch=context.epoch + 1, tree_hash=b"", extensions=extensions)
 
 
 # -- choosing what a Commit covers (§12.2, §12.4) -------------------------------------------------
@@ -412,15 +419,7 @@ def create_commit(
     )
     tree = applied.tree
     new_leaves = [leaf for leaf, _ in applied.added]
-    provisional = GroupContext(
-        cipher_suite=current.context.cipher_suite,
-        group_id=current.context.group_id,
-        epoch=current.epoch + 1,
-        tree_hash=b"",
-        confirmed_transcript_hash=current.context.confirmed_transcript_hash,
-        extensions=applied.extensions,
-        version=current.context.version,
-    )
+    provisional = provisional_context(current.context, applied.extensions)
     signer = new_signer or state.signer
     use_path = force_path or new_signer is not None or applied.path_required
     path_secrets = None
@@ -638,15 +637,7 @@ def stage_commit(
     tree = applied.tree
     new_leaves = [leaf for leaf, _ in applied.added]
     removed_leaves = {leaf for leaf, _ in applied.removed}
-    provisional = GroupContext(
-        cipher_suite=current.context.cipher_suite,
-        group_id=current.context.group_id,
-        epoch=current.epoch + 1,
-        tree_hash=b"",
-        confirmed_transcript_hash=current.context.confirmed_transcript_hash,
-        extensions=applied.extensions,
-        version=current.context.version,
-    )
+    provisional = provisional_context(current.context, applied.extensions)
 
     if external:
         committer_leaf = next(

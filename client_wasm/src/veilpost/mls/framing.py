@@ -271,14 +271,6 @@ class AuthenticatedContent:
         FramedContentTBS(self.wire_format, self.content, context).encode(writer)
         return writer.getvalue()
 
-    def confirmed_transcript_hash_input(self) -> bytes:
-        """The encoded ``ConfirmedTranscriptHashInput`` (§8.2) of this (commit) content."""
-        writer = Writer()
-        writer.uint16(self.wire_format)
-        self.content.encode(writer)
-        writer.opaque(self.auth.signature)
-        return writer.getvalue()
-
 
 @dataclass(frozen=True)
 class AuthenticatedContentTBM:

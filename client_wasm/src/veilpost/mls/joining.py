@@ -34,7 +34,12 @@ from veilpost.codec import decode, encode
 from veilpost.crypto import CipherSuite
 from veilpost.mls import tree_math
 from veilpost.mls.commit import Commit
-from veilpost.mls.commit_processing import fresh_leaf_template, key_schedule, leaf_policy
+from veilpost.mls.commit_processing import (
+    fresh_leaf_template,
+    key_schedule,
+    leaf_policy,
+    provisional_context,
+)
 from veilpost.mls.errors import ValidationError
 from veilpost.mls.extensions import ExtensionType, ExternalPub, find_extension
 from veilpost.mls.framing import FramedContent, MLSMessage, Sender, WireFormat
@@ -313,15 +318,7 @@ def create_external_commit(
     new_tree = applied.tree
     template = fresh_leaf_template(suite, signer)
     own = new_tree.add_leaf(template)
-    provisional = GroupContext(
-        cipher_suite=context.cipher_suite,
-        group_id=context.group_id,
-        epoch=context.epoch + 1,
-        tree_hash=b"",
-        confirmed_transcript_hash=context.confirmed_transcript_hash,
-        extensions=applied.extensions,
-        version=context.version,
-    )
+    provisional = provisional_context(context, applied.extensions)
     created = create_update_path(
         suite, new_tree, TreePrivateKeys(own), template, signer.signature_private_key, provisional
     )

@@ -50,8 +50,9 @@ import hmac
 from collections.abc import Callable
 from dataclasses import replace
 
-from veilpost.codec import DecodeError, Reader, Writer, decode, encode
+from veilpost.codec import DecodeError, Reader, Writer, encode
 from veilpost.crypto import CipherSuite, CryptoError
+from veilpost.mls._wire import decode_decrypted
 from veilpost.mls.commit import Commit
 from veilpost.mls.errors import ProtocolError, UsageError, ValidationError
 from veilpost.mls.extensions import ExtensionType, decode_external_senders, find_extension
@@ -521,14 +522,13 @@ def _open_sender_data(
             check="private_message.sender_data",
             section="6.3.2",
         ) from exc
-    try:
-        return decode(SenderData, plaintext)
-    except DecodeError as exc:
-        raise ProtocolError(
-            f"decrypted SenderData is malformed: {exc}",
-            check="private_message.sender_data",
-            section="6.3.2",
-        ) from exc
+    return decode_decrypted(
+        SenderData,
+        plaintext,
+        "decrypted SenderData is malformed",
+        check="private_message.sender_data",
+        section="6.3.2",
+    )
 
 
 def _decode_private_content(plaintext: bytes, content_type: ContentType) -> PrivateMessageContent:

@@ -29,8 +29,9 @@ import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from veilpost.codec import DecodeError, decode, encode
+from veilpost.codec import encode
 from veilpost.crypto import CipherSuite, CryptoError
+from veilpost.mls._wire import decode_decrypted
 from veilpost.mls.errors import ProtocolError, UsageError, ValidationError
 from veilpost.mls.group_info import GroupInfo
 from veilpost.mls.key_package import KeyPackage
@@ -146,14 +147,13 @@ def decrypt_group_secrets(
             check="welcome.group_secrets_decrypt",
             section="12.4.3.1",
         ) from exc
-    try:
-        return decode(GroupSecrets, plaintext)
-    except DecodeError as exc:
-        raise ProtocolError(
-            f"decrypted GroupSecrets are malformed: {exc}",
-            check="welcome.group_secrets",
-            section="12.4.3.1",
-        ) from exc
+    return decode_decrypted(
+        GroupSecrets,
+        plaintext,
+        "decrypted GroupSecrets are malformed",
+        check="welcome.group_secrets",
+        section="12.4.3.1",
+    )
 
 
 def resolve_psks(suite: CipherSuite, psks: Sequence[PreSharedKeyID], lookup: PskLookup) -> bytes:
@@ -214,14 +214,13 @@ def decrypt_group_info(
             check="welcome.group_info_decrypt",
             section="12.4.3.1",
         ) from exc
-    try:
-        return decode(GroupInfo, plaintext)
-    except DecodeError as exc:
-        raise ProtocolError(
-            f"decrypted GroupInfo is malformed: {exc}",
-            check="welcome.group_info",
-            section="12.4.3.1",
-        ) from exc
+    return decode_decrypted(
+        GroupInfo,
+        plaintext,
+        "decrypted GroupInfo is malformed",
+        check="welcome.group_info",
+        section="12.4.3.1",
+    )
 
 
 def open_welcome(

@@ -245,12 +245,18 @@ def _ghash_short(h: int, data: bytes) -> int:
     return y
 
 
+def _times_x_powers(c: int) -> list[int]:
+    """``[C, C * x, ..., C * x^127]``: multiplying by x is a right shift with reduction."""
+    powers = [c]
+    for _ in range(127):
+        c = (c >> 1) ^ _R if c & 1 else c >> 1
+        powers.append(c)
+    return powers
+
+
 def _ghash_tables(h: int) -> list[list[int]]:
     """Shoup-style positional tables: ``tables[j][b]`` = (byte b at byte position j) * H."""
-    powers = [h]  # powers[i] = H * x^i
-    for _ in range(127):
-        h = (h >> 1) ^ _R if h & 1 else h >> 1
-        powers.append(h)
+    powers = _times_x_powers(h)  # powers[i] = H * x^i
     nibbles = []
     for i in range(0, 128, 4):
         # A nibble's top bit (value 8) is the coefficient of x^i, its bottom bit of x^(i+3).
@@ -282,10 +288,7 @@ _LANE_REPEAT = [int.from_bytes((b"\x01" + bytes(15)) * (1 << t), "little") for t
 
 def _translate_tables(c: int) -> list[bytes]:
     """``tables[16 j + m][b]`` = big-endian byte m of (byte b at byte position j) * C."""
-    powers = [c]  # powers[i] = C * x^i
-    for _ in range(127):
-        c = (c >> 1) ^ _R if c & 1 else c >> 1
-        powers.append(c)
+    powers = _times_x_powers(c)  # powers[i] = C * x^i
     tables = []
     for j in range(16):
         # The 256 products for position j as 128-bit lanes of one integer, built by doubling:

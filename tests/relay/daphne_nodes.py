@@ -1,0 +1,131 @@
+"""Relay processes on loopback, shared by the scale-out tests and ``bench/relay.py``.
+
+A fresh PostgreSQL database on this machine (created and dropped through the first admin role
+that connects), ``manage.py migrate``, Daphne on a free port, a wait for ``/api/v1/health``,
+and a stop that terminates, then kills.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "webapp.asgi:application"
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def admin_connection() -> psycopg.Connection[Any]:
+    """A connection to PostgreSQL's maintenance database, as the first role that works;
+    ``ConnectionError`` naming the last failures when none does."""
+    errors = []
+    for user in ("root", "postgres", os.environ.get("USER", "")):
+        for dbname in ("postgres", "test"):
+            if not user:
+                continue
+            try:
+                return psycopg.connect(
+                    host=PG_HOST,
+                    port=PG_PORT,
+                    user=user,
+                    dbname=dbname,
+                    autocommit=True,
+                    connect_timeout=3,
+                )
+            except psycopg.Error as error:
+                errors.append(f"{user}@{dbname}: {str(error).strip()}")
+    raise ConnectionError("; ".join(errors[-2:]))
+
+
+def create_database(admin: psycopg.Connection[Any], database: str) -> None:
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+def drop_database(admin: psycopg.Connection[Any], database: str) -> None:
+    admin.execute(
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+    )
+
+
+def database_url(admin: psycopg.Connection[Any], database: str) -> str:
+    return f"postgres://{admin.info.user}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+def migrate(env: dict[str, str], timeout: float) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def start_daphne(env: dict[str, str], log: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    """Daphne serving the relay on a free loopback port, output to ``log``."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APP],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return port, process
+
+
+def wait_up(
+    process: subprocess.Popen[bytes], port: int, seconds: float, *, health: bool = True
+) -> bool:
+    """Whether the server on ``port`` answered within ``seconds`` (and did not exit): with
+    200 on ``/api/v1/health``, or when not ``health``, by accepting a TCP connection."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            if health:
+                url = f"http://127.0.0.1:{port}/api/v1/health"
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            else:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate all, then wait for each, killing any that take more than 10 s."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
