@@ -57,8 +57,10 @@ Relay limits (every node of a scaled-out relay should use the same values; see
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -213,20 +215,36 @@ TEMPLATES = [
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Live delivery is best effort by design: a consumer that finds a gap, or falls behind, reads
-# the database (see webapp/relay/consumers.py). A roomier channel than the default 100 only
-# makes that rarer. Consumers renew their group memberships well within group_expiry.
+# Live delivery is best effort by design: a node that finds a gap, or a connection that falls
+# behind, reads the database (see webapp/relay/hub.py). Each node's own channel carries every
+# topic's envelopes for it (batched), so it gets more room than a connection's. Memberships
+# are renewed well within group_expiry.
 _CHANNEL_CONFIG: dict[str, Any] = {"capacity": 1000, "expiry": 60, "group_expiry": 86400}
+_NODE_CHANNELS, _NODE_CAPACITY = "relay-node.*", 10000
 if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]], **_CHANNEL_CONFIG},
+            "CONFIG": {
+                "hosts": [os.environ["REDIS_URL"]],
+                "channel_capacity": {_NODE_CHANNELS: _NODE_CAPACITY},
+                **_CHANNEL_CONFIG,
+            },
         }
     }
 else:
+    # Channels 4.3's in-memory layer uses channel_capacity as given, without compiling the
+    # patterns as channels_redis does: give it the compiled form.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": _CHANNEL_CONFIG}
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {
+                "channel_capacity": [
+                    (re.compile(fnmatch.translate(_NODE_CHANNELS)), _NODE_CAPACITY)
+                ],
+                **_CHANNEL_CONFIG,
+            },
+        }
     }
 
 LANGUAGE_CODE = "en-us"

@@ -24,10 +24,10 @@ from relay_support import (
     welcome,
 )
 
-from webapp.relay import consumers, delivery
+from webapp.relay import auth, consumers, delivery, hub
 from webapp.relay.frames import envelope_frame
 from webapp.relay.identifiers import group_topic, installation_id
-from webapp.relay.models import AuthChallenge, Envelope, Installation, Topic
+from webapp.relay.models import Envelope, Installation, Topic
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -145,12 +145,11 @@ async def test_an_answer_from_another_connection_is_refused() -> None:
     await attacker.close()
 
 
-async def test_expired_challenge_fails() -> None:
+async def test_expired_challenge_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     device = Device()
     client = await RelayClient.open()
-    await database_sync_to_async(
-        AuthChallenge.objects.filter(nonce=unb64(client.challenge["nonce"]).hex()).update
-    )(expires_at=timezone.now() - timedelta(seconds=1))
+    later = timezone.now() + timedelta(seconds=61)  # the challenge lasts 60 s
+    monkeypatch.setattr(auth, "_now", lambda: later)
 
     await client.send(device.auth_frame(client.challenge))
 
@@ -429,7 +428,7 @@ async def test_publish_between_joining_and_reading_the_backlog(
 ) -> None:
     """The worst interleaving, forced: one envelope is stored after the subscriber joined the
     group but before it read the backlog (so it is in both), one right after the read."""
-    monkeypatch.setattr(consumers, "SETTLE_SECONDS", 60)  # no safety net: ordering alone
+    monkeypatch.setattr(hub, "SETTLE_SECONDS", 60)  # no safety net: ordering alone
     publisher = await RelayClient.connect()
     subscriber = await RelayClient.connect()
     await publisher.publish(TOPIC, private_message(GROUP))
@@ -443,14 +442,15 @@ async def test_publish_between_joining_and_reading_the_backlog(
         published = delivery.publish(
             publisher_installation, TOPIC, next_id(), private_message(GROUP)
         )
-        async_to_sync(get_channel_layer().group_send)(
-            consumers.topic_group(published.topic_pk),
+        envelope = published.envelope
+        async_to_sync(get_channel_layer().group_send)(  # as another node would
+            hub.topic_group(published.topic_pk),
             {
-                "type": "relay.envelope",
+                "type": "relay.envelopes",
+                "origin": "another-node",
+                "topic_pk": published.topic_pk,
                 "topic": TOPIC,
-                "sequence": published.envelope.sequence,
-                "size": published.envelope.size,
-                "frame": envelope_frame(published.envelope),
+                "envelopes": [[envelope.sequence, envelope.size, envelope_frame(envelope)]],
             },
         )
 
@@ -490,7 +490,7 @@ async def test_a_lost_live_event_is_filled_from_the_database() -> None:
 async def test_a_lost_last_event_arrives_once_traffic_settles(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(consumers, "SETTLE_SECONDS", 0.05)
+    monkeypatch.setattr(hub, "SETTLE_SECONDS", 0.05)
     publisher = await RelayClient.connect()
     subscriber = await RelayClient.connect()
     await subscriber.subscribe({TOPIC: 0})

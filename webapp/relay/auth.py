@@ -9,8 +9,10 @@
    that another installation admitted authenticates as that installation.
 
 The audience stops a malicious relay from replaying an answer to the real one; single use and
-expiry stop replays at the same relay. Over WebSocket, the answer must also use the nonce that
-socket was given (``webapp.relay.consumers``).
+expiry stop replays at the same relay. REST challenges are stored (any node may see the
+answer); a WebSocket's challenges live in its connection only (:class:`ChallengeBook`): an
+answer is accepted only on the socket that was sent the challenge, once, before it expires, so
+no other socket or node can use it and the database is not involved.
 """
 
 from __future__ import annotations
@@ -62,6 +64,45 @@ def audience_for_host(host: str | None) -> str:
     return host
 
 
+def _now() -> datetime:
+    return timezone.now()
+
+
+class ChallengeBook:
+    """The challenges one WebSocket connection was sent, in memory: single use, expiring."""
+
+    def __init__(self) -> None:
+        self.issued: dict[bytes, Challenge] = {}
+        self.used: set[bytes] = set()
+
+    def issue(self, audience: str) -> Challenge:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        expires_at = _now() + timedelta(seconds=settings.VEILPOST_CHALLENGE_SECONDS)
+        challenge = self.issued[nonce] = Challenge(nonce, audience, expires_at)
+        return challenge
+
+    def consume(self, nonce: bytes) -> Challenge:
+        """Burn the challenge with ``nonce`` (a failed answer burns it too), or raise why it
+        cannot be used."""
+        if nonce in self.used:
+            raise AuthenticationFailed("challenge_used", "the challenge was already answered")
+        challenge = self.issued.pop(nonce, None)
+        if challenge is None:
+            raise AuthenticationFailed(
+                "unknown_challenge", "this connection was not sent that challenge"
+            )
+        self.used.add(nonce)
+        if challenge.expires_at <= _now():
+            raise AuthenticationFailed(
+                "challenge_expired", f"the challenge expired at {challenge.expires_at.isoformat()}"
+            )
+        return challenge
+
+    def clear(self) -> None:
+        self.issued.clear()
+        self.used.clear()
+
+
 def issue_challenge(audience: str) -> Challenge:
     nonce = secrets.token_bytes(NONCE_BYTES)
     expires_at = timezone.now() + timedelta(seconds=settings.VEILPOST_CHALLENGE_SECONDS)
@@ -93,9 +134,19 @@ def _consume_challenge(nonce: bytes, audience: str, public_key: bytes) -> None:
 
 
 def authenticate(nonce: bytes, public_key: bytes, signature: bytes, audience: str) -> Installation:
-    """Check an answer to a challenge; return the installation (registered if new)."""
+    """Check an answer to a stored (REST) challenge; return the installation (registered if
+    new)."""
     check_public_key(public_key)
     _consume_challenge(nonce, audience, public_key)
+    return authenticate_key(nonce, public_key, signature, audience)
+
+
+def authenticate_key(
+    nonce: bytes, public_key: bytes, signature: bytes, audience: str
+) -> Installation:
+    """Check the signature of an answer to a challenge the caller has already consumed;
+    return the installation (registered if new)."""
+    check_public_key(public_key)
     if not get_backend().ed25519_verify(public_key, auth_message(audience, nonce), signature):
         raise AuthenticationFailed(
             "bad_signature",

@@ -1,23 +1,27 @@
 """The WebSocket consumer at /ws/v1: frames in, service calls, frames out.
 
 The logic lives in plain modules: authentication in ``auth``, publishing and backlogs in
-``delivery``, and what this connection has delivered in ``streams`` (read its docstring for
-why delivery has no gap and no duplicate). This class pumps frames and channel-layer events
-through them, one at a time: every handler, and every timer below, runs under one lock, so a
-connection's state changes in a single sequence.
+``delivery``, what this connection has delivered in ``streams`` (read its docstring for why
+delivery has no gap and no duplicate). Publishes go to the node's ``sequencer`` (batched
+commits) and live envelopes come from the node's ``hub`` (one channel-layer subscription per
+node and topic, fanned out in memory). This class pumps frames through them: every handler and
+every timer runs under one lock, so a connection's state changes in a single sequence. Live
+envelopes that arrive while the lock is held wait in a bounded queue and are taken before the
+lock is released.
 
-Timers: an unauthenticated socket is closed when its challenge expires; after live traffic
-settles, one query checks that no event was lost in the channel layer; a connection whose
+Timers: an unauthenticated socket is closed when its challenge expires; a connection whose
 window stays blocked (envelopes waiting, nothing acknowledged) is closed as a slow consumer;
-channel-layer group memberships are renewed well within their expiry.
+the installation's channel-layer group membership is renewed well within its expiry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -26,6 +30,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from . import auth, delivery
+from .delivery import Published
 from .errors import AuthenticationFailed, InvalidInput, RelayError
 from .frames import (
     PROTOCOL_VERSION,
@@ -42,8 +47,10 @@ from .frames import (
     parse_frame,
     ref_of,
 )
+from .hub import Live, get_hub
 from .identifiers import b64decode, b64encode, welcome_topic
 from .models import Installation, TopicKind
+from .sequencer import Outcome, get_sequencer
 from .streams import DeliveryWindow, Offer
 
 logger = logging.getLogger(__name__)
@@ -56,13 +63,8 @@ CLOSE_SLOW_CONSUMER = 4408
 
 MAX_AUTH_ATTEMPTS = 5
 CATCH_UP_PAGE = 200
-SETTLE_SECONDS = 0.5  # after the last live event, check once that none was lost
 GROUP_REFRESH_SECONDS = 3600.0  # well within the channel layer's group_expiry (a day)
-
-
-def topic_group(topic_pk: int) -> str:
-    """The channel-layer group of a topic's subscribers."""
-    return f"topic.{topic_pk}"
+MAX_PIPELINED_PUBLISHES = 64  # publishes of one connection in the sequencer at once
 
 
 def installation_group(installation_id: str) -> str:
@@ -78,15 +80,25 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
         self.lock = asyncio.Lock()
         self.installation: Installation | None = None
         self.audience = ""
-        self.issued_nonces: set[bytes] = set()
+        self.challenges = auth.ChallengeBook()
         self.failed_auths = 0
         self.window = DeliveryWindow(
             settings.VEILPOST_SEND_WINDOW, settings.VEILPOST_SEND_WINDOW_BYTES
         )
         self.joined_topics: set[str] = set()  # group topics already in the conversations
         self.blocked_since: float | None = None
-        self.settle_at: float | None = None
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.hub = get_hub()
+        self.sequencer = get_sequencer()
+        # Live envelopes that arrived while the lock was held: (topic, envelopes), at most
+        # ``window.max_envelopes`` envelopes; topics whose envelopes overflowed it read the
+        # database instead.
+        self.pending: deque[tuple[str, Sequence[Live]]] = deque()
+        self.pending_count = 0
+        self.overflowed: set[str] = set()
+        self.catch_up_wanted = False
+        self.publishing = 0
+        self.publish_room = asyncio.Event()
         self.handlers: dict[type[ClientFrame], Callable[[Any], Awaitable[None]]] = {
             AuthFrame: self.on_auth,
             PublishFrame: self.on_publish,
@@ -104,8 +116,18 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"no handler for message type {message['type']}")
-        async with self.lock:
+        async with self.exclusive():
             await handler(message)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold the connection's lock; take the live envelopes that queued meanwhile before
+        letting go of it."""
+        async with self.lock:
+            try:
+                yield
+            finally:
+                await self.take_pending()
 
     # --- Connection ---------------------------------------------------------------------------
 
@@ -125,7 +147,7 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
         for task in self.tasks.values():
             task.cancel()
         for stream in list(self.window.streams.values()):
-            await self.channel_layer.group_discard(topic_group(stream.topic_pk), self.channel_name)
+            self.hub.unsubscribe(self, stream.topic_pk)
         if self.installation is not None:
             await self.channel_layer.group_discard(
                 installation_group(self.installation.pk), self.channel_name
@@ -187,8 +209,7 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
     # --- Authentication -----------------------------------------------------------------------
 
     async def send_challenge(self) -> None:
-        challenge = await database_sync_to_async(auth.issue_challenge)(self.audience)
-        self.issued_nonces.add(challenge.nonce)
+        challenge = self.challenges.issue(self.audience)
         await self.send(
             text_data=dumps(
                 {
@@ -208,11 +229,8 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
         public_key = b64decode(frame.public_key, "public_key")
         signature = b64decode(frame.signature, "signature")
         try:
-            if nonce not in self.issued_nonces:
-                raise AuthenticationFailed(
-                    "unknown_challenge", "this connection was not sent that challenge"
-                )
-            installation = await database_sync_to_async(auth.authenticate)(
+            self.challenges.consume(nonce)
+            installation = await database_sync_to_async(auth.authenticate_key)(
                 nonce, public_key, signature, self.audience
             )
         except RelayError as error:
@@ -224,7 +242,7 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
                 await self.send_challenge()
             return
         self.installation = installation
-        self.issued_nonces.clear()
+        self.challenges.clear()
         self.tasks.pop("auth_deadline").cancel()
         await self.channel_layer.group_add(installation_group(installation.pk), self.channel_name)
         self.spawn("group_refresh", self.refresh_groups())
@@ -248,7 +266,7 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
 
     async def close_if_unauthenticated(self) -> None:
         await asyncio.sleep(settings.VEILPOST_CHALLENGE_SECONDS)
-        async with self.lock:
+        async with self.exclusive():
             if self.installation is None:
                 await self.send_error(
                     AuthenticationFailed(
@@ -269,28 +287,34 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
     async def on_publish(self, frame: PublishFrame) -> None:
         assert self.installation is not None
         payload = b64decode(frame.payload, "payload")
-        published = await database_sync_to_async(delivery.publish)(
+        request = delivery.prepare_publish(
             self.installation,
             frame.topic,
             frame.id,
             payload,
             join=frame.topic not in self.joined_topics,
         )
-        if frame.topic.startswith("group:"):
-            self.joined_topics.add(frame.topic)
+        # Pipelined: the sequencer stores it with others and calls back; the next frame need
+        # not wait. A connection with too many in the sequencer stops reading until one lands.
+        while self.publishing >= MAX_PIPELINED_PUBLISHES:
+            self.publish_room.clear()
+            await self.publish_room.wait()
+        self.publishing += 1
+
+        async def done(outcome: Outcome) -> None:
+            self.publishing -= 1
+            self.publish_room.set()
+            if isinstance(outcome, RelayError):
+                await self.send_error(outcome, frame.ref)
+                return
+            await self.acknowledge_publish(outcome, frame.ref)
+
+        self.sequencer.submit(request, done)
+
+    async def acknowledge_publish(self, published: Published, ref: str | int | None) -> None:
         envelope = published.envelope
-        # Also on a retry: if the first attempt's node died between storing and fanning out,
-        # this repairs it (subscribers skip what they already have).
-        await self.channel_layer.group_send(
-            topic_group(published.topic_pk),
-            {
-                "type": "relay.envelope",
-                "topic": envelope.topic,
-                "sequence": envelope.sequence,
-                "size": envelope.size,
-                "frame": envelope_frame(envelope),
-            },
-        )
+        if envelope.topic.startswith("group:"):
+            self.joined_topics.add(envelope.topic)
         await self.send(
             text_data=dumps(
                 {
@@ -299,7 +323,7 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
                     "id": envelope.client_id,
                     "sequence": envelope.sequence,
                     "duplicate": published.duplicate,
-                    "ref": frame.ref,
+                    "ref": ref,
                 }
             )
         )
@@ -318,10 +342,10 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
         positions = await database_sync_to_async(delivery.open_topics)(
             self.installation, frame.topics
         )
-        # Join the groups before reading any backlog: see webapp.relay.streams.
+        # Join the hub before reading any backlog: see webapp.relay.streams.
         for position in positions:
-            await self.channel_layer.group_add(topic_group(position.pk), self.channel_name)
             self.window.open(position.name, position.pk, frame.topics[position.name])
+            await self.hub.subscribe(self, position.pk, position.name, position.last_sequence)
             if position.kind == TopicKind.GROUP:
                 self.joined_topics.add(position.name)
         await self.send(
@@ -341,16 +365,13 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
             )
         )
         await self.catch_up()
-        self.arm_settle()
 
     async def on_unsubscribe(self, frame: UnsubscribeFrame) -> None:
         closed = []
         for name in frame.topics:
             stream = self.window.close(name)
             if stream is not None:
-                await self.channel_layer.group_discard(
-                    topic_group(stream.topic_pk), self.channel_name
-                )
+                self.hub.unsubscribe(self, stream.topic_pk)
                 closed.append(name)
         await self.send(
             text_data=dumps({"type": "unsubscribed", "topics": closed, "ref": frame.ref})
@@ -367,20 +388,56 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
     async def on_ping(self, frame: PingFrame) -> None:
         await self.send(text_data=dumps({"type": "pong", "ref": frame.ref}))
 
-    async def relay_envelope(self, event: dict[str, Any]) -> None:
-        """Channel-layer event: an envelope was stored on a subscribed topic."""
-        offer = self.window.offer(event["topic"], event["sequence"], event["size"])
-        if offer is Offer.SEND:
-            await self.send(text_data=event["frame"])
-            self.window.record_sent(event["topic"], event["sequence"], event["size"])
-        elif offer is Offer.CATCH_UP:
-            await self.catch_up()
-        self.arm_settle()
+    async def take_live(self, topic: str, envelopes: Sequence[Live]) -> None:
+        """From the hub: live envelopes of a subscribed topic (``webapp.relay.hub``)."""
+        if self.lock.locked():
+            if topic in self.overflowed:
+                return
+            if self.pending_count + len(envelopes) > self.window.max_envelopes:
+                self.overflowed.add(topic)  # read from the database once the lock is free
+                return
+            self.pending.append((topic, envelopes))
+            self.pending_count += len(envelopes)
+            return
+        async with self.exclusive():
+            await self.deliver_live(topic, envelopes)
 
-    def arm_settle(self) -> None:
-        self.settle_at = asyncio.get_running_loop().time() + SETTLE_SECONDS
-        if not self.running("settle"):
-            self.spawn("settle", self.settle())
+    async def take_pending(self) -> None:
+        """Take what queued while the lock was held (called holding it)."""
+        while self.pending:
+            topic, envelopes = self.pending.popleft()
+            self.pending_count -= len(envelopes)
+            await self.deliver_live(topic, envelopes)
+        if self.overflowed:
+            for name in self.overflowed:
+                stream = self.window.streams.get(name)
+                if stream is not None:
+                    stream.behind = True
+            self.overflowed.clear()
+            self.spawn_catch_up()
+
+    async def deliver_live(self, topic: str, envelopes: Sequence[Live]) -> None:
+        """Send live envelopes the window allows; mark the stream behind on a gap or a full
+        window (a task then reads the database: the hub must not wait for that)."""
+        for sequence, size, frame in envelopes:
+            offer = self.window.offer(topic, sequence, size)
+            if offer is Offer.SEND:
+                self.window.record_sent(topic, sequence, size)
+                await self.send(text_data=frame)
+            elif offer is Offer.CATCH_UP:
+                self.spawn_catch_up()
+                return
+
+    def spawn_catch_up(self) -> None:
+        self.catch_up_wanted = True
+        if not self.running("catch_up"):
+            self.spawn("catch_up", self.locked_catch_up())
+
+    async def locked_catch_up(self) -> None:
+        while self.catch_up_wanted:  # set again if asked while this task was catching up
+            self.catch_up_wanted = False
+            async with self.exclusive():
+                await self.catch_up()
 
     async def catch_up(self) -> None:
         """Send what streams that are behind miss, from the database, as the window allows."""
@@ -427,7 +484,7 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
             if since is None:
                 return
             await asyncio.sleep(max(0.0, since + timeout - loop.time()))
-            async with self.lock:
+            async with self.exclusive():
                 if self.blocked_since is not None and loop.time() - self.blocked_since >= timeout:
                     waiting = self.window.in_flight
                     await self.send_error(
@@ -440,31 +497,10 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
                     await self.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer")
                     return
 
-    async def settle(self) -> None:
-        """After live traffic stops, check once that no event was lost in the channel layer
-        (a full channel drops events silently); deliver any that were."""
-        loop = asyncio.get_running_loop()
-        while self.settle_at is not None and loop.time() < self.settle_at:
-            await asyncio.sleep(self.settle_at - loop.time())
-        async with self.lock:
-            self.settle_at = None
-            streams = {s.topic_pk: s for s in self.window.streams.values()}
-            if not streams:
-                return
-            last = await database_sync_to_async(delivery.last_sequences)(streams.keys())
-            for pk, stream in streams.items():
-                if last.get(pk, 0) > stream.sent:
-                    stream.behind = True
-            await self.catch_up()
-
     async def refresh_groups(self) -> None:
         while True:
             await asyncio.sleep(GROUP_REFRESH_SECONDS)
-            async with self.lock:
-                for stream in self.window.streams.values():
-                    await self.channel_layer.group_add(
-                        topic_group(stream.topic_pk), self.channel_name
-                    )
+            async with self.exclusive():
                 if self.installation is not None:
                     await self.channel_layer.group_add(
                         installation_group(self.installation.pk), self.channel_name

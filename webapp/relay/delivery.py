@@ -10,6 +10,11 @@ Publishing is idempotent by the client-chosen ``id`` (unique per topic): a retry
 payload returns the stored envelope and its sequence; the same id with another payload is an
 ``id_reused`` error.
 
+Batches: :func:`publish_batch` publishes many envelopes in one transaction (the relay's
+sequencer, ``webapp.relay.sequencer``, gathers them from every connection of a node), with
+the same outcome for each as one-at-a-time publishing in the same order; :func:`publish` is a
+batch of one.
+
 Commit ordering: under the same lock, a commit for epoch ``e`` is refused (``epoch_conflict``)
 when the group already has a commit for ``e`` or a later epoch. ``GroupEpochCommit``'s unique
 (topic, epoch) constraint backs this in the database itself.
@@ -17,22 +22,25 @@ when the group already has a commit for ``e`` or a later epoch. ``GroupEpochComm
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from veilpost.mls.framing import WireFormat
 
-from .errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
+from .errors import Conflict, Forbidden, InvalidInput, NotFound, RelayError, TooLarge
 from .identifiers import TopicName, b64url_encode, parse_topic
 from .mls_header import MessageHeader, read_header
 from .models import Envelope, GroupEpochCommit, Installation, Membership, Topic, TopicKind
-from .ratelimit import spend_token
+from .ratelimit import Buckets
+
+logger = logging.getLogger(__name__)
 
 MAX_SEQUENCE = 2**63 - 1
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -188,13 +196,9 @@ def _check_envelope(name: TopicName, header: MessageHeader) -> None:
         )
 
 
-def _check_commit_slot(topic: Topic, epoch: int) -> None:
-    latest = (
-        GroupEpochCommit.objects.filter(topic=topic)
-        .order_by("-epoch")
-        .values_list("epoch", "sequence")
-        .first()
-    )
+def _check_commit_slot(latest: tuple[int, int] | None, epoch: int) -> None:
+    """Refuse a commit for ``epoch`` when the newest commit (``latest``: epoch, sequence) is
+    for that epoch or a later one."""
     if latest is None or epoch > latest[0]:
         return
     committed_epoch, sequence = latest
@@ -211,20 +215,28 @@ def _check_commit_slot(topic: Topic, epoch: int) -> None:
     raise Conflict("epoch_conflict", message, epoch=epoch, current_epoch=committed_epoch + 1)
 
 
-def publish(
+@dataclass(frozen=True)
+class PublishRequest:
+    """A publish that passed every check that needs no database (:func:`prepare_publish`)."""
+
+    installation: Installation
+    topic: TopicName
+    client_id: str
+    payload: bytes
+    header: MessageHeader
+    join: bool  # add a group topic to the publisher's conversations
+
+
+def prepare_publish(
     installation: Installation,
     topic_name: str,
     client_id: str,
     payload: bytes,
     *,
     join: bool = True,
-) -> Published:
-    """Store an envelope on a topic and give it the topic's next sequence number.
-
-    Everything that can be checked without the database is checked first; nothing is stored
-    unless every check passes. ``join`` adds a group topic to the publisher's conversations
-    (a consumer that already did so passes ``False``).
-    """
+) -> PublishRequest:
+    """Check what can be checked without the database: the id, the size, the topic name and
+    the envelope's cleartext MLS header against the topic. Raises the first failure."""
     if not CLIENT_ID.fullmatch(client_id):
         raise InvalidInput("invalid_id", f"id {client_id[:80]!r} is not 1 to 64 of A-Z a-z 0-9 _ -")
     limit = settings.VEILPOST_MAX_ENVELOPE_BYTES
@@ -237,59 +249,185 @@ def publish(
     name = parse_topic(topic_name)
     header = read_header(payload)
     _check_envelope(name, header)
+    return PublishRequest(installation, name, client_id, payload, header, join)
 
-    with transaction.atomic():
-        spend_token(
-            installation,
-            "publish",
-            rate=settings.VEILPOST_PUBLISH_RATE,
-            burst=settings.VEILPOST_PUBLISH_BURST,
+
+def publish(
+    installation: Installation,
+    topic_name: str,
+    client_id: str,
+    payload: bytes,
+    *,
+    join: bool = True,
+) -> Published:
+    """Store an envelope on a topic and give it the topic's next sequence number.
+
+    Everything that can be checked without the database is checked first; nothing is stored
+    unless every check passes. ``join`` adds a group topic to the publisher's conversations
+    (a consumer that already did so passes ``False``). Raises the check that failed.
+    """
+    request = prepare_publish(installation, topic_name, client_id, payload, join=join)
+    (outcome,) = publish_batch([request])
+    if isinstance(outcome, RelayError):
+        raise outcome
+    return outcome
+
+
+def publish_batch(requests: Sequence[PublishRequest]) -> list[Published | RelayError]:
+    """Publish many envelopes in one transaction (a group commit): the outcome of each, in
+    order, as if they had been published one after another in that order.
+
+    A request that fails a check gets its error and changes nothing; the others go ahead. If
+    the database refuses the batch as a whole (a race no check foresaw), each request is
+    retried in a transaction of its own, so one cannot make the others fail.
+    """
+    try:
+        with transaction.atomic():
+            return _publish_in_transaction(requests)
+    except DatabaseError:
+        if len(requests) == 1:
+            raise
+    outcomes: list[Published | RelayError] = []
+    for request in requests:
+        try:
+            with transaction.atomic():
+                outcomes.extend(_publish_in_transaction([request]))
+        except DatabaseError:
+            logger.exception("publish to %s failed", request.topic.name)
+            outcomes.append(RelayError("unavailable", "the relay could not store this envelope"))
+    return outcomes
+
+
+def _resolve_topics(requests: Sequence[PublishRequest]) -> dict[str, Topic | RelayError]:
+    """The topic of each request's name, locked (in primary-key order), or why it has none."""
+    group_names = {r.topic.name for r in requests if r.topic.kind == TopicKind.GROUP}
+    welcome_names = {r.topic.name for r in requests if r.topic.kind == TopicKind.WELCOME}
+    pks: dict[str, int] = {}
+    resolved: dict[str, Topic | RelayError] = {}
+    if group_names:
+        pks.update(Topic.objects.filter(name__in=group_names).values_list("name", "pk"))
+        for name in group_names - pks.keys():
+            created = _group_topic(parse_topic(name), create=True)
+            assert created is not None
+            pks[name] = created.pk
+    for name in welcome_names:
+        try:
+            pks[name] = _welcome_topic(parse_topic(name)).pk
+        except RelayError as error:
+            resolved[name] = error
+    locked = Topic.objects.select_for_update().filter(pk__in=pks.values()).order_by("pk")
+    resolved.update((topic.name, topic) for topic in locked)
+    return resolved
+
+
+def _latest_commits(topics: Iterable[Topic]) -> dict[int, tuple[int, int]]:
+    """(epoch, sequence) of the newest commit of each topic that has one."""
+    latest = {}
+    for topic in topics:
+        row = (
+            GroupEpochCommit.objects.filter(topic=topic)
+            .order_by("-epoch")
+            .values_list("epoch", "sequence")
+            .first()
         )
-        if name.kind == TopicKind.WELCOME:
-            topic_pk = _welcome_topic(name).pk
-        else:
-            group_topic = _group_topic(name, create=True)
-            assert group_topic is not None
-            topic_pk = group_topic.pk
-        topic = Topic.objects.select_for_update().get(pk=topic_pk)
+        if row is not None:
+            latest[topic.pk] = row
+    return latest
 
-        existing = Envelope.objects.filter(topic=topic, client_id=client_id).first()
+
+def _publish_in_transaction(requests: Sequence[PublishRequest]) -> list[Published | RelayError]:
+    now = timezone.now()
+    topics = _resolve_topics(requests)
+    usable = {name: t for name, t in topics.items() if isinstance(t, Topic)}
+    stored: dict[tuple[int, str], Envelope] = {
+        (e.topic_id, e.client_id): e
+        for e in Envelope.objects.filter(
+            topic_id__in=[t.pk for t in usable.values()],
+            client_id__in={r.client_id for r in requests},
+        )
+    }
+    committed = _latest_commits(
+        {usable[r.topic.name] for r in requests if r.header.is_commit and r.topic.name in usable}
+    )
+    buckets = Buckets(
+        {r.installation.pk for r in requests},
+        "publish",
+        rate=settings.VEILPOST_PUBLISH_RATE,
+        burst=settings.VEILPOST_PUBLISH_BURST,
+        now=now,
+    )
+    outcomes: list[Published | RelayError] = []
+    new_envelopes: list[Envelope] = []
+    new_commits: list[GroupEpochCommit] = []
+    changed: dict[int, Topic] = {}
+    joins: set[tuple[str, int]] = set()
+    for request in requests:
+        topic = topics[request.topic.name]
+        if isinstance(topic, RelayError):
+            outcomes.append(topic)
+            continue
+        existing = stored.get((topic.pk, request.client_id))
         if existing is not None:
-            if bytes(existing.payload) != payload:
-                raise Conflict(
-                    "id_reused",
-                    f"id {client_id!r} was used on {topic.name} for another payload"
-                    f" (sequence {existing.sequence})",
+            if bytes(existing.payload) != request.payload:
+                outcomes.append(
+                    Conflict(
+                        "id_reused",
+                        f"id {request.client_id!r} was used on {topic.name} for another payload"
+                        f" (sequence {existing.sequence})",
+                    )
                 )
-            return Published(_stored(topic.name, existing), topic.pk, duplicate=True)
-
-        if header.is_commit:
-            assert header.epoch is not None
-            _check_commit_slot(topic, header.epoch)
-
-        now = timezone.now()
+            else:
+                outcomes.append(Published(_stored(topic.name, existing), topic.pk, duplicate=True))
+            continue
+        epoch = request.header.epoch
+        try:
+            if request.header.is_commit:
+                assert epoch is not None
+                _check_commit_slot(committed.get(topic.pk), epoch)
+            buckets.take(request.installation.pk)
+        except RelayError as error:
+            outcomes.append(error)
+            continue
         topic.last_sequence += 1
         topic.last_activity_at = now
-        topic.save(update_fields=["last_sequence", "last_activity_at"])
-        envelope = Envelope.objects.create(
+        changed[topic.pk] = topic
+        envelope = Envelope(
             topic=topic,
             sequence=topic.last_sequence,
-            client_id=client_id,
-            wire_format=header.wire_format,
-            epoch=header.epoch,
-            content_type=header.content_type,
-            payload=payload,
-            size=len(payload),
+            client_id=request.client_id,
+            wire_format=request.header.wire_format,
+            epoch=epoch,
+            content_type=request.header.content_type,
+            payload=request.payload,
+            size=len(request.payload),
             created_at=now,
         )
-        if header.is_commit:
-            assert header.epoch is not None
-            GroupEpochCommit.objects.create(
-                topic=topic, epoch=header.epoch, sequence=envelope.sequence, envelope=envelope
+        new_envelopes.append(envelope)
+        stored[(topic.pk, request.client_id)] = envelope
+        if request.header.is_commit:
+            assert epoch is not None
+            committed[topic.pk] = (epoch, envelope.sequence)
+            new_commits.append(
+                GroupEpochCommit(
+                    topic=topic, epoch=epoch, sequence=envelope.sequence, envelope=envelope
+                )
             )
-        if join and topic.kind == TopicKind.GROUP:
-            ensure_membership(installation, topic)
-    return Published(_stored(topic.name, envelope), topic.pk, duplicate=False)
+        if request.join and topic.kind == TopicKind.GROUP:
+            joins.add((request.installation.pk, topic.pk))
+        outcomes.append(Published(_stored(topic.name, envelope), topic.pk, duplicate=False))
+
+    Envelope.objects.bulk_create(new_envelopes)
+    if new_commits:
+        GroupEpochCommit.objects.bulk_create(new_commits)
+    if changed:
+        Topic.objects.bulk_update(list(changed.values()), ["last_sequence", "last_activity_at"])
+    buckets.save()
+    if joins:
+        Membership.objects.bulk_create(
+            [Membership(installation_id=i, topic_id=t) for i, t in sorted(joins)],
+            ignore_conflicts=True,
+        )
+    return outcomes
 
 
 # --- Reading --------------------------------------------------------------------------------

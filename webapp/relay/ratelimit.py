@@ -1,7 +1,13 @@
-"""Per-installation token buckets, kept in the database so that every relay node shares them."""
+"""Per-installation token buckets, kept in the database so that every relay node shares them.
+
+A bucket holds at most ``burst`` tokens and refills at ``rate`` tokens per second; an action
+takes one token. :class:`Buckets` loads the buckets of many installations at once, under their
+row locks, so that a batch of publishes costs one read and one write however many it holds.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import transaction
@@ -9,6 +15,73 @@ from django.utils import timezone
 
 from .errors import RateLimited
 from .models import Installation, RateBucket
+
+
+class Buckets:
+    """The ``action`` buckets of some installations, locked for the current transaction.
+
+    Use it inside the transaction of the actions it limits: the row locks serialize concurrent
+    requests of one installation (on every node), and when the transaction rolls back, nothing
+    was charged. :meth:`take` changes only memory; :meth:`save` writes what was taken.
+    """
+
+    def __init__(
+        self,
+        installation_ids: Iterable[str],
+        action: str,
+        *,
+        rate: float,
+        burst: int,
+        now: datetime | None = None,
+    ) -> None:
+        self.action = action
+        self.rate = rate
+        self.burst = burst
+        self.now = now or timezone.now()
+        wanted = set(installation_ids)
+        self.buckets = self._lock(wanted)
+        missing = wanted - self.buckets.keys()
+        if missing:
+            RateBucket.objects.bulk_create(
+                [
+                    RateBucket(
+                        installation_id=pk, action=action, tokens=float(burst), updated_at=self.now
+                    )
+                    for pk in missing
+                ],
+                ignore_conflicts=True,  # created meanwhile by another node: locked below
+            )
+            self.buckets.update(self._lock(missing))
+        self.changed: set[str] = set()
+
+    def _lock(self, installation_ids: set[str]) -> dict[str, RateBucket]:
+        rows = (
+            RateBucket.objects.select_for_update()
+            .filter(installation_id__in=installation_ids, action=self.action)
+            .order_by("installation_id")  # one lock order on every node: no deadlock
+        )
+        return {bucket.installation_id: bucket for bucket in rows}
+
+    def take(self, installation_id: str) -> None:
+        """Take one token of ``installation_id``, or raise ``RateLimited`` (taking nothing)."""
+        bucket = self.buckets[installation_id]
+        elapsed = max(0.0, (self.now - bucket.updated_at).total_seconds())
+        tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
+        if tokens < 1.0:
+            raise RateLimited(
+                f"{self.action} rate limit: {self.rate:g} per second with bursts of {self.burst}",
+                retry_after=(1.0 - tokens) / self.rate,
+            )
+        bucket.tokens = tokens - 1.0
+        bucket.updated_at = self.now
+        self.changed.add(installation_id)
+
+    def save(self) -> None:
+        if self.changed:
+            RateBucket.objects.bulk_update(
+                [self.buckets[pk] for pk in sorted(self.changed)], ["tokens", "updated_at"]
+            )
+            self.changed.clear()
 
 
 def spend_token(
@@ -21,24 +94,9 @@ def spend_token(
 ) -> None:
     """Take one token from the installation's ``action`` bucket, or raise ``RateLimited``.
 
-    The bucket holds at most ``burst`` tokens and refills at ``rate`` tokens per second. Run it
-    inside the transaction of the action it limits: the bucket's row lock serializes one
-    installation's concurrent requests, and an action that fails is not charged.
+    Run it inside the transaction of the action it limits (see :class:`Buckets`).
     """
-    now = now or timezone.now()
     with transaction.atomic():
-        bucket, _ = RateBucket.objects.select_for_update().get_or_create(
-            installation=installation,
-            action=action,
-            defaults={"tokens": float(burst), "updated_at": now},
-        )
-        elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
-        tokens = min(float(burst), bucket.tokens + elapsed * rate)
-        if tokens < 1.0:
-            raise RateLimited(
-                f"{action} rate limit: {rate:g} per second with bursts of {burst}",
-                retry_after=(1.0 - tokens) / rate,
-            )
-        bucket.tokens = tokens - 1.0
-        bucket.updated_at = now
-        bucket.save(update_fields=["tokens", "updated_at"])
+        buckets = Buckets([installation.pk], action, rate=rate, burst=burst, now=now)
+        buckets.take(installation.pk)
+        buckets.save()
