@@ -8,6 +8,15 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+try:  # Daphne's WebSocket protocol (autobahn) formats a colored debug line for every frame,
+    # logged or not; with click importable, the coloring is a measurable share of a frame's
+    # cost. Plain text is all a log needs.
+    import autobahn.util
+
+    autobahn.util._HAS_CLICK = False
+except ImportError:  # pragma: no cover - Daphne always brings autobahn
+    pass
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 # Set up Django (apps, settings) before importing anything that uses models or settings.
 django_asgi_app = get_asgi_application()

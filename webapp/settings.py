@@ -150,15 +150,16 @@ def _secret_key(debug: bool) -> str:
 
 
 def _database() -> dict[str, Any]:
+    # Persistent connections, on every database: Channels runs every query of a node in one
+    # thread, and Django would otherwise open a new database connection for each of them (each
+    # database_sync_to_async call closes "old" connections); the health check replaces a
+    # connection the database dropped.
+    persistent: dict[str, Any] = {"conn_max_age": 600, "conn_health_checks": True}
     if os.environ.get("DATABASE_URL"):
-        # Persistent connections: Channels runs every query of a node in one thread, and
-        # Django would otherwise open a new database connection for each of them (each
-        # database_sync_to_async call closes "old" connections); the health check replaces a
-        # connection the database dropped.
-        db: dict[str, Any] = dict(dj_database_url.config(conn_max_age=600, conn_health_checks=True))
+        db: dict[str, Any] = dict(dj_database_url.config(**persistent))
     else:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
-        db = dict(dj_database_url.parse(f"sqlite:///{DATA_DIR / 'veilpost.sqlite3'}"))
+        db = dict(dj_database_url.parse(f"sqlite:///{DATA_DIR / 'veilpost.sqlite3'}", **persistent))
     if db["ENGINE"] == "django.db.backends.sqlite3":
         db["OPTIONS"] = {
             # WAL lets readers run beside the writer; IMMEDIATE takes the write lock when a

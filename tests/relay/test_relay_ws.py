@@ -686,7 +686,7 @@ async def test_revoked_installation_is_disconnected() -> None:
     client = await RelayClient.connect()
 
     await get_channel_layer().group_send(
-        consumers.installation_group(client.installation_id or ""), {"type": "relay.revoked"}
+        hub.NODES_GROUP, {"type": "relay.revoked", "installation": client.installation_id}
     )
 
     await client.error("installation_revoked")

@@ -21,8 +21,8 @@ from ninja.security import HttpBearer
 from webapp import __version__
 
 from . import auth, conversations, delivery, directory
-from .consumers import installation_group
 from .frames import envelope_fields
+from .hub import NODES_GROUP
 from .identifiers import b64decode, b64encode, welcome_topic
 from .models import IdentityRecord, Inbox, Installation
 from .schemas import (
@@ -203,7 +203,7 @@ def revoke_installation(request: HttpRequest, installation_id: str) -> Status[No
     if layer is not None:
         try:
             async_to_sync(layer.group_send)(
-                installation_group(revoked.pk), {"type": "relay.revoked"}
+                NODES_GROUP, {"type": "relay.revoked", "installation": revoked.pk}
             )
         except Exception:  # the revocation stands; live sockets then end at their next auth
             logger.warning("could not notify the connections of %s", revoked.pk, exc_info=True)

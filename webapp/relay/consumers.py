@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
@@ -63,13 +64,7 @@ CLOSE_SLOW_CONSUMER = 4408
 
 MAX_AUTH_ATTEMPTS = 5
 CATCH_UP_PAGE = 200
-GROUP_REFRESH_SECONDS = 3600.0  # well within the channel layer's group_expiry (a day)
 MAX_PIPELINED_PUBLISHES = 64  # publishes of one connection in the sequencer at once
-
-
-def installation_group(installation_id: str) -> str:
-    """The channel-layer group of an installation's connections (to close them on revoke)."""
-    return f"installation.{installation_id}"
 
 
 class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
@@ -110,6 +105,19 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
         max_envelope = settings.VEILPOST_MAX_ENVELOPE_BYTES
         self.max_frame_chars = (max_envelope + 2) // 3 * 4 + 64 * 1024
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' loop without a channel of the connection's own: live envelopes and
+        revocations come from the node's hub, so the connection reads only its socket (and
+        saves Channels' two tasks per frame)."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch also runs close_old_connections in a thread for every message;
         # every database call here goes through database_sync_to_async, which already does.
@@ -148,10 +156,7 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
             task.cancel()
         for stream in list(self.window.streams.values()):
             self.hub.unsubscribe(self, stream.topic_pk)
-        if self.installation is not None:
-            await self.channel_layer.group_discard(
-                installation_group(self.installation.pk), self.channel_name
-            )
+        self.hub.disconnect(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
@@ -244,8 +249,7 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
         self.installation = installation
         self.challenges.clear()
         self.tasks.pop("auth_deadline").cancel()
-        await self.channel_layer.group_add(installation_group(installation.pk), self.channel_name)
-        self.spawn("group_refresh", self.refresh_groups())
+        await self.hub.connect(self, installation.pk)
         await self.send(
             text_data=dumps(
                 {
@@ -275,12 +279,13 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
                 )
                 await self.close(code=CLOSE_AUTH_TIMEOUT, reason="authentication timeout")
 
-    async def relay_revoked(self, event: dict[str, Any]) -> None:
-        """Channel-layer event: this connection's installation was revoked."""
-        await self.send_error(
-            AuthenticationFailed("installation_revoked", "this installation was revoked")
-        )
-        await self.close(code=CLOSE_AUTH_FAILED, reason="installation revoked")
+    async def revoked(self) -> None:
+        """From the hub: this connection's installation was revoked."""
+        async with self.exclusive():
+            await self.send_error(
+                AuthenticationFailed("installation_revoked", "this installation was revoked")
+            )
+            await self.close(code=CLOSE_AUTH_FAILED, reason="installation revoked")
 
     # --- Publishing ---------------------------------------------------------------------------
 
@@ -399,8 +404,13 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
             self.pending.append((topic, envelopes))
             self.pending_count += len(envelopes)
             return
-        async with self.exclusive():
+        # What exclusive() does, spelled out: this runs once per subscriber per fan-out.
+        await self.lock.acquire()  # free: returns at once
+        try:
             await self.deliver_live(topic, envelopes)
+            await self.take_pending()
+        finally:
+            self.lock.release()
 
     async def take_pending(self) -> None:
         """Take what queued while the lock was held (called holding it)."""
@@ -423,7 +433,7 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
             offer = self.window.offer(topic, sequence, size)
             if offer is Offer.SEND:
                 self.window.record_sent(topic, sequence, size)
-                await self.send(text_data=frame)
+                await self.base_send({"type": "websocket.send", "text": frame})
             elif offer is Offer.CATCH_UP:
                 self.spawn_catch_up()
                 return
@@ -496,12 +506,3 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
                     )
                     await self.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer")
                     return
-
-    async def refresh_groups(self) -> None:
-        while True:
-            await asyncio.sleep(GROUP_REFRESH_SECONDS)
-            async with self.exclusive():
-                if self.installation is not None:
-                    await self.channel_layer.group_add(
-                        installation_group(self.installation.pk), self.channel_name
-                    )

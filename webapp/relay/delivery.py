@@ -30,6 +30,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from veilpost.mls.framing import WireFormat
@@ -39,6 +40,7 @@ from .identifiers import TopicName, b64url_encode, parse_topic
 from .mls_header import MessageHeader, read_header
 from .models import Envelope, GroupEpochCommit, Installation, Membership, Topic, TopicKind
 from .ratelimit import Buckets
+from .sql import in_list, insert_rows, select_rows, update_rows
 
 logger = logging.getLogger(__name__)
 
@@ -298,56 +300,85 @@ def publish_batch(requests: Sequence[PublishRequest]) -> list[Published | RelayE
     return outcomes
 
 
-def _resolve_topics(requests: Sequence[PublishRequest]) -> dict[str, Topic | RelayError]:
+@dataclass
+class _LockedTopic:
+    pk: int
+    name: str
+    kind: str
+    last_sequence: int
+
+
+def _lock_topics(names: Iterable[str]) -> dict[str, _LockedTopic]:
+    rows = select_rows(
+        Topic,
+        ("id", "name", "kind", "last_sequence"),
+        [in_list(Topic, "name", sorted(names))],
+        order_by="id",  # one lock order on every node: no deadlock
+        for_update=True,
+    )
+    return {name: _LockedTopic(pk, name, kind, last) for pk, name, kind, last in rows}
+
+
+def _resolve_topics(requests: Sequence[PublishRequest]) -> dict[str, _LockedTopic | RelayError]:
     """The topic of each request's name, locked (in primary-key order), or why it has none."""
-    group_names = {r.topic.name for r in requests if r.topic.kind == TopicKind.GROUP}
-    welcome_names = {r.topic.name for r in requests if r.topic.kind == TopicKind.WELCOME}
-    pks: dict[str, int] = {}
-    resolved: dict[str, Topic | RelayError] = {}
-    if group_names:
-        pks.update(Topic.objects.filter(name__in=group_names).values_list("name", "pk"))
-        for name in group_names - pks.keys():
-            created = _group_topic(parse_topic(name), create=True)
-            assert created is not None
-            pks[name] = created.pk
-    for name in welcome_names:
+    resolved: dict[str, _LockedTopic | RelayError] = {}
+    for name in {r.topic.name for r in requests if r.topic.kind == TopicKind.WELCOME}:
         try:
-            pks[name] = _welcome_topic(parse_topic(name)).pk
+            _welcome_topic(parse_topic(name))
         except RelayError as error:
             resolved[name] = error
-    locked = Topic.objects.select_for_update().filter(pk__in=pks.values()).order_by("pk")
-    resolved.update((topic.name, topic) for topic in locked)
+    names = {r.topic.name for r in requests} - resolved.keys()
+    if not names:
+        return resolved
+    locked = _lock_topics(names)
+    missing = names - locked.keys()  # group topics nobody used yet (a welcome topic exists)
+    if missing:
+        for name in missing:
+            _group_topic(parse_topic(name), create=True)
+        locked.update(_lock_topics(missing))
+    resolved.update(locked)
     return resolved
 
 
-def _latest_commits(topics: Iterable[Topic]) -> dict[int, tuple[int, int]]:
+def _latest_commits(topic_pks: Iterable[int]) -> dict[int, tuple[int, int]]:
     """(epoch, sequence) of the newest commit of each topic that has one."""
     latest = {}
-    for topic in topics:
+    for topic_pk in topic_pks:
         row = (
-            GroupEpochCommit.objects.filter(topic=topic)
+            GroupEpochCommit.objects.filter(topic_id=topic_pk)
             .order_by("-epoch")
             .values_list("epoch", "sequence")
             .first()
         )
         if row is not None:
-            latest[topic.pk] = row
+            latest[topic_pk] = row
     return latest
+
+
+ENVELOPE_COLUMNS = (
+    "topic",
+    "sequence",
+    "client_id",
+    "wire_format",
+    "epoch",
+    "content_type",
+    "payload",
+    "size",
+    "created_at",
+)
 
 
 def _publish_in_transaction(requests: Sequence[PublishRequest]) -> list[Published | RelayError]:
     now = timezone.now()
     topics = _resolve_topics(requests)
-    usable = {name: t for name, t in topics.items() if isinstance(t, Topic)}
-    stored: dict[tuple[int, str], Envelope] = {
-        (e.topic_id, e.client_id): e
-        for e in Envelope.objects.filter(
-            topic_id__in=[t.pk for t in usable.values()],
-            client_id__in={r.client_id for r in requests},
-        )
-    }
+    usable = {t.pk: t for t in topics.values() if isinstance(t, _LockedTopic)}
+    stored = _stored_with_ids(usable, {r.client_id for r in requests})
     committed = _latest_commits(
-        {usable[r.topic.name] for r in requests if r.header.is_commit and r.topic.name in usable}
+        {
+            topic.pk
+            for r in requests
+            if r.header.is_commit and isinstance(topic := topics[r.topic.name], _LockedTopic)
+        }
     )
     buckets = Buckets(
         {r.installation.pk for r in requests},
@@ -357,9 +388,9 @@ def _publish_in_transaction(requests: Sequence[PublishRequest]) -> list[Publishe
         now=now,
     )
     outcomes: list[Published | RelayError] = []
-    new_envelopes: list[Envelope] = []
-    new_commits: list[GroupEpochCommit] = []
-    changed: dict[int, Topic] = {}
+    rows: list[tuple[object, ...]] = []
+    commits: dict[tuple[int, int], int] = {}  # (topic pk, sequence) -> epoch
+    changed: dict[int, _LockedTopic] = {}
     joins: set[tuple[str, int]] = set()
     for request in requests:
         topic = topics[request.topic.name]
@@ -368,7 +399,7 @@ def _publish_in_transaction(requests: Sequence[PublishRequest]) -> list[Publishe
             continue
         existing = stored.get((topic.pk, request.client_id))
         if existing is not None:
-            if bytes(existing.payload) != request.payload:
+            if existing.payload != request.payload:
                 outcomes.append(
                     Conflict(
                         "id_reused",
@@ -377,50 +408,60 @@ def _publish_in_transaction(requests: Sequence[PublishRequest]) -> list[Publishe
                     )
                 )
             else:
-                outcomes.append(Published(_stored(topic.name, existing), topic.pk, duplicate=True))
+                outcomes.append(Published(existing, topic.pk, duplicate=True))
             continue
-        epoch = request.header.epoch
+        header = request.header
         try:
-            if request.header.is_commit:
-                assert epoch is not None
-                _check_commit_slot(committed.get(topic.pk), epoch)
+            if header.is_commit:
+                assert header.epoch is not None
+                _check_commit_slot(committed.get(topic.pk), header.epoch)
             buckets.take(request.installation.pk)
         except RelayError as error:
             outcomes.append(error)
             continue
         topic.last_sequence += 1
-        topic.last_activity_at = now
         changed[topic.pk] = topic
-        envelope = Envelope(
-            topic=topic,
-            sequence=topic.last_sequence,
-            client_id=request.client_id,
-            wire_format=request.header.wire_format,
-            epoch=epoch,
-            content_type=request.header.content_type,
-            payload=request.payload,
-            size=len(request.payload),
-            created_at=now,
+        envelope = StoredEnvelope(
+            topic.name,
+            topic.last_sequence,
+            request.client_id,
+            header.wire_format,
+            header.epoch,
+            header.content_type,
+            request.payload,
+            now,
         )
-        new_envelopes.append(envelope)
-        stored[(topic.pk, request.client_id)] = envelope
-        if request.header.is_commit:
-            assert epoch is not None
-            committed[topic.pk] = (epoch, envelope.sequence)
-            new_commits.append(
-                GroupEpochCommit(
-                    topic=topic, epoch=epoch, sequence=envelope.sequence, envelope=envelope
-                )
+        rows.append(
+            (
+                topic.pk,
+                envelope.sequence,
+                envelope.client_id,
+                envelope.wire_format,
+                envelope.epoch,
+                envelope.content_type,
+                envelope.payload,
+                envelope.size,
+                now,
             )
+        )
+        stored[(topic.pk, request.client_id)] = envelope
+        if header.is_commit:
+            assert header.epoch is not None
+            committed[topic.pk] = (header.epoch, envelope.sequence)
+            commits[(topic.pk, envelope.sequence)] = header.epoch
         if request.join and topic.kind == TopicKind.GROUP:
             joins.add((request.installation.pk, topic.pk))
-        outcomes.append(Published(_stored(topic.name, envelope), topic.pk, duplicate=False))
+        outcomes.append(Published(envelope, topic.pk, duplicate=False))
 
-    Envelope.objects.bulk_create(new_envelopes)
-    if new_commits:
-        GroupEpochCommit.objects.bulk_create(new_commits)
-    if changed:
-        Topic.objects.bulk_update(list(changed.values()), ["last_sequence", "last_activity_at"])
+    if rows:
+        insert_rows(Envelope, ENVELOPE_COLUMNS, rows)
+        update_rows(
+            Topic,
+            ("last_sequence", "last_activity_at"),
+            [(t.last_sequence, now, t.pk) for t in changed.values()],
+        )
+    if commits:
+        _record_commits(commits, now)
     buckets.save()
     if joins:
         Membership.objects.bulk_create(
@@ -428,6 +469,54 @@ def _publish_in_transaction(requests: Sequence[PublishRequest]) -> list[Publishe
             ignore_conflicts=True,
         )
     return outcomes
+
+
+def _stored_with_ids(
+    topics: Mapping[int, _LockedTopic], client_ids: Iterable[str]
+) -> dict[tuple[int, str], StoredEnvelope]:
+    """The envelopes already stored on these topics under these client ids (retries)."""
+    if not topics:
+        return {}
+    rows = select_rows(
+        Envelope,
+        (
+            "topic",
+            "sequence",
+            "client_id",
+            "wire_format",
+            "epoch",
+            "content_type",
+            "payload",
+            "created_at",
+        ),
+        [in_list(Envelope, "topic", sorted(topics)), in_list(Envelope, "client_id", client_ids)],
+    )
+    return {
+        (topic_pk, client_id): StoredEnvelope(topics[topic_pk].name, *fields)
+        for topic_pk, *fields in rows
+        for client_id in [fields[1]]
+    }
+
+
+def _record_commits(commits: Mapping[tuple[int, int], int], now: datetime) -> None:
+    """Fill the commit slots of the commits just stored: (topic pk, sequence) -> epoch."""
+    query = Q()
+    for topic_pk, sequence in commits:
+        query |= Q(topic_id=topic_pk, sequence=sequence)
+    GroupEpochCommit.objects.bulk_create(
+        [
+            GroupEpochCommit(
+                topic_id=topic_pk,
+                epoch=commits[(topic_pk, sequence)],
+                sequence=sequence,
+                envelope_id=pk,
+                created_at=now,
+            )
+            for pk, topic_pk, sequence in Envelope.objects.filter(query).values_list(
+                "pk", "topic_id", "sequence"
+            )
+        ]
+    )
 
 
 # --- Reading --------------------------------------------------------------------------------

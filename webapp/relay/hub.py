@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from . import delivery
 from .frames import envelope_frame
@@ -56,6 +56,9 @@ GROUP_REFRESH_SECONDS = 3600.0  # well within the channel layer's group_expiry (
 Live = tuple[int, int, str]
 
 
+NODES_GROUP = "relay.nodes"  # every node's channel: for events about installations
+
+
 def topic_group(topic_pk: int) -> str:
     """The channel-layer group of the nodes with subscribers to a topic."""
     return f"topic.{topic_pk}"
@@ -63,6 +66,9 @@ def topic_group(topic_pk: int) -> str:
 
 class Subscriber(Protocol):
     """A local connection, as the hub sees it."""
+
+    async def revoked(self) -> None:
+        """The connection's installation was revoked: end the connection."""
 
     async def take_live(self, topic: str, envelopes: Sequence[Live]) -> None:
         """Deliver (or queue) live envelopes of ``topic``, oldest first. Must not wait for
@@ -84,8 +90,11 @@ class Hub:
 
     def __init__(self, layer: Any) -> None:
         self.layer = layer
+        # Channels' in-memory layer lives in this process: there are no other nodes to tell.
+        self.other_nodes = not isinstance(layer, InMemoryChannelLayer)
         self.node = uuid.uuid4().hex
         self.topics: dict[int, TopicState] = {}
+        self.connections: dict[str, set[Subscriber]] = {}  # installation id -> connections
         self.channel: str | None = None
         self.channel_ready: asyncio.Future[str] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
@@ -93,7 +102,18 @@ class Hub:
         self.settle_at: float | None = None
         self.settling = False
 
-    # --- Subscriptions --------------------------------------------------------------------
+    # --- Connections and subscriptions ----------------------------------------------------
+
+    async def connect(self, subscriber: Subscriber, installation_id: str) -> None:
+        """An authenticated connection of ``installation_id``: told when it is revoked."""
+        self.connections.setdefault(installation_id, set()).add(subscriber)
+        await self.node_channel()
+
+    def disconnect(self, subscriber: Subscriber) -> None:
+        for installation_id, subscribers in list(self.connections.items()):
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self.connections[installation_id]
 
     async def subscribe(
         self, subscriber: Subscriber, topic_pk: int, name: str, last_sequence: int
@@ -143,6 +163,7 @@ class Hub:
                 self.channel_ready.set_exception(error)
                 self.channel_ready = None
                 raise
+            await self.layer.group_add(NODES_GROUP, self.channel)
             self.channel_ready.set_result(self.channel)
             self.spawn(self._listen(self.channel))
             self.spawn(self._refresh_groups())
@@ -154,6 +175,8 @@ class Hub:
         """Envelopes this node just stored on a topic, in sequence order: fan them out here,
         and to the other nodes with subscribers."""
         await self.accept(topic_pk, envelopes)
+        if not self.other_nodes:
+            return
         event = {
             "type": "relay.envelopes",
             "origin": self.node,
@@ -169,10 +192,13 @@ class Hub:
     async def _listen(self, channel: str) -> None:
         while True:
             event = await self.layer.receive(channel)
-            if event.get("type") != "relay.envelopes" or event.get("origin") == self.node:
-                continue
-            envelopes = [(int(s), int(n), str(f)) for s, n, f in event["envelopes"]]
-            await self.accept(int(event["topic_pk"]), envelopes)
+            kind = event.get("type")
+            if kind == "relay.envelopes" and event.get("origin") != self.node:
+                envelopes = [(int(s), int(n), str(f)) for s, n, f in event["envelopes"]]
+                await self.accept(int(event["topic_pk"]), envelopes)
+            elif kind == "relay.revoked":
+                for subscriber in list(self.connections.get(str(event["installation"]), ())):
+                    await subscriber.revoked()
 
     async def accept(self, topic_pk: int, envelopes: Iterable[Live]) -> None:
         """Fan out what follows ``seen`` in order; hold what is ahead of a gap."""
@@ -258,6 +284,7 @@ class Hub:
         while True:
             await asyncio.sleep(GROUP_REFRESH_SECONDS)
             if self.channel is not None:
+                await self.layer.group_add(NODES_GROUP, self.channel)
                 for pk in list(self.topics):
                     await self.layer.group_add(topic_group(pk), self.channel)
 

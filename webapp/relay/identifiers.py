@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import struct
@@ -131,6 +132,7 @@ def welcome_topic(installation: str) -> str:
     return WELCOME_TOPIC_PREFIX + installation
 
 
+@functools.lru_cache(maxsize=4096)  # every publish names its topic; errors are not cached
 def parse_topic(name: str) -> TopicName:
     """Parse a topic name, refusing any spelling but the canonical one."""
     if name.startswith(GROUP_TOPIC_PREFIX):

@@ -8,6 +8,7 @@ row locks, so that a batch of publishes costs one read and one write however man
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -15,6 +16,14 @@ from django.utils import timezone
 
 from .errors import RateLimited
 from .models import Installation, RateBucket
+from .sql import in_list, select_rows, update_rows
+
+
+@dataclass
+class _Bucket:
+    pk: int
+    tokens: float
+    updated_at: datetime
 
 
 class Buckets:
@@ -54,13 +63,18 @@ class Buckets:
             self.buckets.update(self._lock(missing))
         self.changed: set[str] = set()
 
-    def _lock(self, installation_ids: set[str]) -> dict[str, RateBucket]:
-        rows = (
-            RateBucket.objects.select_for_update()
-            .filter(installation_id__in=installation_ids, action=self.action)
-            .order_by("installation_id")  # one lock order on every node: no deadlock
+    def _lock(self, installation_ids: set[str]) -> dict[str, _Bucket]:
+        rows = select_rows(
+            RateBucket,
+            ("id", "installation", "tokens", "updated_at"),
+            [
+                in_list(RateBucket, "installation", sorted(installation_ids)),
+                in_list(RateBucket, "action", [self.action]),
+            ],
+            order_by="installation",  # one lock order on every node: no deadlock
+            for_update=True,
         )
-        return {bucket.installation_id: bucket for bucket in rows}
+        return {installation: _Bucket(pk, tokens, at) for pk, installation, tokens, at in rows}
 
     def take(self, installation_id: str) -> None:
         """Take one token of ``installation_id``, or raise ``RateLimited`` (taking nothing)."""
@@ -78,8 +92,13 @@ class Buckets:
 
     def save(self) -> None:
         if self.changed:
-            RateBucket.objects.bulk_update(
-                [self.buckets[pk] for pk in sorted(self.changed)], ["tokens", "updated_at"]
+            update_rows(
+                RateBucket,
+                ("tokens", "updated_at"),
+                [
+                    (bucket.tokens, bucket.updated_at, bucket.pk)
+                    for bucket in (self.buckets[pk] for pk in sorted(self.changed))
+                ],
             )
             self.changed.clear()
 
