@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
-from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from . import delivery
+from .db import reading
 from .frames import envelope_frame
 
 logger = logging.getLogger(__name__)
@@ -117,18 +117,26 @@ class Hub:
 
     async def subscribe(
         self, subscriber: Subscriber, topic_pk: int, name: str, last_sequence: int
-    ) -> None:
-        """Fan ``topic_pk`` out to ``subscriber`` from now on. ``last_sequence`` is the topic's
-        newest sequence as read before this call: where a new topic state starts. Returns once
+    ) -> int:
+        """Fan ``topic_pk`` out to ``subscriber`` from now on; return ``seen``: the subscriber
+        gets every envelope after it from the hub, and must read what it lacks up to it.
+
+        ``last_sequence`` is the topic's newest sequence as read before this call: where a new
+        topic state starts. What was stored between that read and now reaches the hub with the
+        next envelope (a gap) or, at the latest, with the settle check armed here. Returns once
         this node receives the topic's events from other nodes too."""
         state = self.topics.get(topic_pk)
         if state is None:
             state = self.topics[topic_pk] = TopicState(name, last_sequence)
             state.joined = asyncio.get_running_loop().create_future()
             self.spawn(self._join(topic_pk, state.joined))
+            self.active.add(topic_pk)
+            self.arm_settle()
         state.subscribers.add(subscriber)
+        seen = state.seen
         assert state.joined is not None
         await asyncio.shield(state.joined)
+        return seen
 
     async def _join(self, topic_pk: int, joined: asyncio.Future[None]) -> None:
         try:
@@ -241,7 +249,7 @@ class Hub:
     async def _fill(self, topic_pk: int, state: TopicState, through: int) -> None:
         """Read the envelopes after ``seen`` up to ``through`` from the database, fan out."""
         while state.seen < through and self.topics.get(topic_pk) is state:
-            stored, _ = await database_sync_to_async(delivery.envelopes_after)(
+            stored, _ = await reading(delivery.envelopes_after)(
                 state.name, topic_pk, state.seen, limit=FILL_PAGE, max_bytes=8 << 20
             )
             if not stored:
@@ -271,7 +279,7 @@ class Hub:
             self.active = set()
             if not active:
                 return
-            last = await database_sync_to_async(delivery.last_sequences)(active.keys())
+            last = await reading(delivery.last_sequences)(active.keys())
             for pk, state in active.items():
                 if last.get(pk, 0) > state.seen and self.topics.get(pk) is state:
                     await self._fill(pk, state, through=last[pk])
