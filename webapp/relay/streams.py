@@ -13,10 +13,12 @@ the relay hears of, one comparison decides:
   stream is already behind): mark the stream *behind*. The consumer then reads the database
   after ``sent`` (:func:`webapp.relay.delivery.envelopes_after`) until it has caught up.
 
-A subscription starts behind: the consumer joins the topic's channel-layer group *first*, then
-reads the backlog. An envelope stored before the read is in the backlog; one stored after it
-arrives as a live event (queued in the channel meanwhile) and is sent or skipped by the rule
-above. So there is never a gap nor a duplicate, however publishing races the subscription.
+A subscription starts behind: the consumer joins its node's fan-out (``webapp.relay.hub``)
+*first*, then reads the backlog. An envelope stored before the read is in the backlog; one
+stored after it arrives as a live event (queued for the connection meanwhile) and is sent or
+skipped by the rule above. So there is never a gap nor a duplicate, however publishing races
+the subscription. (When the hub has fanned out nothing past the cursor, there is no backlog
+to read: the stream starts caught up, and the hub brings everything after its ``seen``.)
 
 Flow control: the client acknowledges what it has processed (``received`` frames). At most
 ``max_envelopes`` envelopes and ``max_bytes`` payload bytes may be delivered and not yet
