@@ -366,6 +366,8 @@ ENVELOPE_COLUMNS = (
     "size",
     "created_at",
 )
+# A StoredEnvelope's fields after its topic, as columns (its size is its payload's length).
+STORED_COLUMNS = tuple(column for column in ENVELOPE_COLUMNS if column != "size")
 
 
 def _publish_in_transaction(requests: Sequence[PublishRequest]) -> list[Published | RelayError]:
@@ -479,23 +481,14 @@ def _stored_with_ids(
         return {}
     rows = select_rows(
         Envelope,
-        (
-            "topic",
-            "sequence",
-            "client_id",
-            "wire_format",
-            "epoch",
-            "content_type",
-            "payload",
-            "created_at",
-        ),
+        STORED_COLUMNS,
         [in_list(Envelope, "topic", sorted(topics)), in_list(Envelope, "client_id", client_ids)],
     )
-    return {
-        (topic_pk, client_id): StoredEnvelope(topics[topic_pk].name, *fields)
-        for topic_pk, *fields in rows
-        for client_id in [fields[1]]
-    }
+    stored = {}
+    for topic_pk, *fields in rows:
+        envelope = StoredEnvelope(topics[topic_pk].name, *fields)
+        stored[(topic_pk, envelope.client_id)] = envelope
+    return stored
 
 
 def _record_commits(commits: Mapping[tuple[int, int], int], now: datetime) -> None:
