@@ -68,6 +68,12 @@ def _now() -> datetime:
     return timezone.now()
 
 
+def new_challenge(audience: str) -> Challenge:
+    """A fresh challenge for ``audience``, valid ``VEILPOST_CHALLENGE_SECONDS`` from now."""
+    expires_at = _now() + timedelta(seconds=settings.VEILPOST_CHALLENGE_SECONDS)
+    return Challenge(secrets.token_bytes(NONCE_BYTES), audience, expires_at)
+
+
 class ChallengeBook:
     """The challenges one WebSocket connection was sent, in memory: single use, expiring."""
 
@@ -76,9 +82,8 @@ class ChallengeBook:
         self.used: set[bytes] = set()
 
     def issue(self, audience: str) -> Challenge:
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        expires_at = _now() + timedelta(seconds=settings.VEILPOST_CHALLENGE_SECONDS)
-        challenge = self.issued[nonce] = Challenge(nonce, audience, expires_at)
+        challenge = new_challenge(audience)
+        self.issued[challenge.nonce] = challenge
         return challenge
 
     def consume(self, nonce: bytes) -> Challenge:
@@ -104,10 +109,12 @@ class ChallengeBook:
 
 
 def issue_challenge(audience: str) -> Challenge:
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    expires_at = timezone.now() + timedelta(seconds=settings.VEILPOST_CHALLENGE_SECONDS)
-    AuthChallenge.objects.create(nonce=nonce.hex(), audience=audience, expires_at=expires_at)
-    return Challenge(nonce, audience, expires_at)
+    """A stored challenge (REST): any node can take its answer."""
+    challenge = new_challenge(audience)
+    AuthChallenge.objects.create(
+        nonce=challenge.nonce.hex(), audience=audience, expires_at=challenge.expires_at
+    )
+    return challenge
 
 
 def _consume_challenge(nonce: bytes, audience: str, public_key: bytes) -> None:
@@ -138,7 +145,7 @@ def authenticate(nonce: bytes, public_key: bytes, signature: bytes, audience: st
     new)."""
     check_public_key(public_key)
     _consume_challenge(nonce, audience, public_key)
-    return authenticate_key(nonce, public_key, signature, audience)
+    return _installation_for_answer(nonce, public_key, signature, audience)
 
 
 def authenticate_key(
@@ -147,6 +154,12 @@ def authenticate_key(
     """Check the signature of an answer to a challenge the caller has already consumed;
     return the installation (registered if new)."""
     check_public_key(public_key)
+    return _installation_for_answer(nonce, public_key, signature, audience)
+
+
+def _installation_for_answer(
+    nonce: bytes, public_key: bytes, signature: bytes, audience: str
+) -> Installation:
     if not get_backend().ed25519_verify(public_key, auth_message(audience, nonce), signature):
         raise AuthenticationFailed(
             "bad_signature",

@@ -10,8 +10,7 @@ envelopes that arrive while the lock is held wait in a bounded queue and are tak
 lock is released.
 
 Timers: an unauthenticated socket is closed when its challenge expires; a connection whose
-window stays blocked (envelopes waiting, nothing acknowledged) is closed as a slow consumer;
-the installation's channel-layer group membership is renewed well within its expiry.
+window stays blocked (envelopes waiting, nothing acknowledged) is closed as a slow consumer.
 """
 
 from __future__ import annotations
@@ -157,7 +156,8 @@ class RelayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels i
             task.cancel()
         for stream in list(self.window.streams.values()):
             self.hub.unsubscribe(self, stream.topic_pk)
-        self.hub.disconnect(self)
+        if self.installation is not None:
+            self.hub.disconnect(self, self.installation.pk)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:

@@ -35,7 +35,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from weakref import WeakKeyDictionary
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -43,6 +43,9 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from . import delivery
 from .db import reading
 from .frames import envelope_frame
+
+if TYPE_CHECKING:
+    from .sequencer import Sequencer
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +82,9 @@ class Subscriber(Protocol):
 class TopicState:
     name: str
     seen: int
+    joined: asyncio.Future[None]  # the node's group_add for this topic
     subscribers: set[Subscriber] = field(default_factory=set)
     held: dict[int, Live] = field(default_factory=dict)
-    joined: asyncio.Future[None] | None = None  # the node's group_add for this topic
     filling: bool = False
 
 
@@ -101,6 +104,7 @@ class Hub:
         self.active: set[int] = set()  # topics with traffic since the last settle check
         self.settle_at: float | None = None
         self.settling = False
+        self.sequencer: Sequencer | None = None  # this node's publish queue (get_sequencer)
 
     # --- Connections and subscriptions ----------------------------------------------------
 
@@ -109,8 +113,9 @@ class Hub:
         self.connections.setdefault(installation_id, set()).add(subscriber)
         await self.node_channel()
 
-    def disconnect(self, subscriber: Subscriber) -> None:
-        for installation_id, subscribers in list(self.connections.items()):
+    def disconnect(self, subscriber: Subscriber, installation_id: str) -> None:
+        subscribers = self.connections.get(installation_id)
+        if subscribers is not None:
             subscribers.discard(subscriber)
             if not subscribers:
                 del self.connections[installation_id]
@@ -127,14 +132,13 @@ class Hub:
         this node receives the topic's events from other nodes too."""
         state = self.topics.get(topic_pk)
         if state is None:
-            state = self.topics[topic_pk] = TopicState(name, last_sequence)
-            state.joined = asyncio.get_running_loop().create_future()
-            self.spawn(self._join(topic_pk, state.joined))
+            joined = asyncio.get_running_loop().create_future()
+            state = self.topics[topic_pk] = TopicState(name, last_sequence, joined)
+            self.spawn(self._join(topic_pk, joined))
             self.active.add(topic_pk)
             self.arm_settle()
         state.subscribers.add(subscriber)
         seen = state.seen
-        assert state.joined is not None
         await asyncio.shield(state.joined)
         return seen
 

@@ -14,7 +14,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from weakref import WeakKeyDictionary
 
 from channels.db import database_sync_to_async
 from django.db import DatabaseError
@@ -105,14 +104,9 @@ async def _call(done: Callback, outcome: Outcome) -> None:
         logger.debug("publish callback failed", exc_info=True)
 
 
-_sequencers: WeakKeyDictionary[asyncio.AbstractEventLoop, Sequencer] = WeakKeyDictionary()
-
-
 def get_sequencer() -> Sequencer:
-    """The sequencer of the running event loop (and of its current hub)."""
-    loop = asyncio.get_running_loop()
+    """The sequencer of the running event loop's hub (``webapp.relay.hub.get_hub``)."""
     hub = get_hub()
-    sequencer = _sequencers.get(loop)
-    if sequencer is None or sequencer.hub is not hub:
-        sequencer = _sequencers[loop] = Sequencer(hub)
-    return sequencer
+    if hub.sequencer is None:
+        hub.sequencer = Sequencer(hub)
+    return hub.sequencer
