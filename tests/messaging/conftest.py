@@ -1,0 +1,68 @@
+"""Fixtures of the messaging tests: a real relay (Daphne, SQLite, in-memory channel layer) on
+a free loopback port, and clients that connect to it over real WebSockets and HTTP."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
+
+from daphne_nodes import migrate, start_daphne, stop, wait_up  # noqa: E402
+from messaging_support import Peer, open_peer  # noqa: E402
+
+
+@dataclass
+class Relay:
+    url: str
+    port: int
+    database: Path
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """One relay for the whole session (each test uses fresh identities)."""
+    base = tmp_path_factory.mktemp("relay")
+    database = base / "relay.sqlite3"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "DJANGO_SETTINGS_MODULE": "webapp.settings",
+        "VEILPOST_DEBUG": "0",
+        "VEILPOST_SECRET_KEY": secrets.token_urlsafe(32),
+        "VEILPOST_LOG_LEVEL": "WARNING",
+        "VEILPOST_PUBLISH_RATE": "100000",
+        "VEILPOST_PUBLISH_BURST": "100000",
+        "VEILPOST_CLAIM_RATE": "100000",
+        "VEILPOST_CLAIM_BURST": "100000",
+    }
+    env.pop("REDIS_URL", None)
+    migrate(env, timeout=120)
+    log = base / "daphne.log"
+    port, process = start_daphne(env, log)
+    try:
+        if not wait_up(process, port, 60):
+            raise RuntimeError(f"the relay did not start: {log.read_text()[-3000:]}")
+        yield Relay(f"http://127.0.0.1:{port}", port, database, log)
+    finally:
+        stop([process])
+
+
+@pytest_asyncio.fixture
+async def peers(relay: Relay, tmp_path: Path) -> AsyncIterator[list[Peer]]:
+    """A list to put peers in; every peer opened through it is closed after the test."""
+    opened: list[Peer] = []
+    yield opened
+    for peer in opened:
+        await peer.close()
+
+
+__all__ = ["Peer", "Relay", "open_peer"]
