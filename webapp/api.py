@@ -26,8 +26,9 @@ api = NinjaAPI(
     version=__version__,
     description=(
         "REST API of the Veilpost relay: authentication, the directory (installations,"
-        " identity records, key packages), conversations and history. The WebSocket protocol"
-        " at /ws/v1 and every error code are described in docs/protocol.md."
+        " identity records, key packages, address bindings), conversations, history and blobs"
+        " (encrypted attachments). The WebSocket protocol at /ws/v1 and every error code are"
+        " described in docs/protocol.md."
     ),
     urls_namespace="api-v1",
 )

@@ -52,7 +52,17 @@ Relay limits (every node of a scaled-out relay should use the same values; see
     The host name clients sign in authentication challenges. Default: the request's Host
     header (which must be in ``VEILPOST_ALLOWED_HOSTS``). Set it when a proxy rewrites Host.
 ``VEILPOST_RETENTION_DAYS``
-    ``manage.py prune`` deletes envelopes older than this; default 30, ``0`` keeps them forever.
+    ``manage.py prune`` deletes envelopes and blobs older than this; default 30, ``0`` keeps
+    them forever.
+``VEILPOST_MAX_BLOB_BYTES``
+    Largest blob (an encrypted attachment, ``POST /api/v1/blobs``) accepted, in bytes; default
+    26214400 (25 MiB). The blob endpoint reads its body itself, so Django's
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MiB, for JSON bodies) does not apply to it; a proxy in
+    front of the relay must let bodies of this size through (and should refuse larger ones).
+``VEILPOST_BLOB_RATE`` / ``VEILPOST_BLOB_BURST``
+    Per-installation blob uploads: uploads per second (default 2) and burst (default 20).
+``VEILPOST_BLOB_QUOTA_BYTES``
+    Bytes of blobs one installation may have stored at a time; default 268435456 (256 MiB).
 """
 
 from __future__ import annotations
@@ -306,3 +316,7 @@ VEILPOST_CHALLENGE_SECONDS = _env_number("VEILPOST_CHALLENGE_SECONDS", 60.0, min
 VEILPOST_TOKEN_SECONDS = _env_number("VEILPOST_TOKEN_SECONDS", 3600.0, minimum=1)
 VEILPOST_AUTH_AUDIENCE = os.environ.get("VEILPOST_AUTH_AUDIENCE", "").strip().lower() or None
 VEILPOST_RETENTION_DAYS = _env_number("VEILPOST_RETENTION_DAYS", 30.0, minimum=0)
+VEILPOST_MAX_BLOB_BYTES = _env_int("VEILPOST_MAX_BLOB_BYTES", 25 << 20, minimum=1)
+VEILPOST_BLOB_RATE = _env_number("VEILPOST_BLOB_RATE", 2.0, minimum=0.001)
+VEILPOST_BLOB_BURST = _env_int("VEILPOST_BLOB_BURST", 20, minimum=1)
+VEILPOST_BLOB_QUOTA_BYTES = _env_int("VEILPOST_BLOB_QUOTA_BYTES", 256 << 20, minimum=1)

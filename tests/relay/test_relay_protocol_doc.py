@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from veilpost.crypto import get_backend
+from veilpost.protocol import address_binding_text
 from webapp.relay.identifiers import auth_message, group_topic, installation_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +62,9 @@ def test_topic_name_example() -> None:
     example = group_topic(bytes.fromhex("00112233445566778899aabbccddeeff"))
 
     assert f"is topic\n`{example}`" in PROTOCOL
+
+
+def test_address_binding_text_example() -> None:
+    text = address_binding_text("cdee7eea29bed3271c21180285de5750")
+
+    assert f"```text\n{text}\n```" in PROTOCOL

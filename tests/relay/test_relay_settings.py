@@ -29,6 +29,10 @@ ENV_VARS = [
     "VEILPOST_SEND_WINDOW",
     "VEILPOST_AUTH_AUDIENCE",
     "VEILPOST_RETENTION_DAYS",
+    "VEILPOST_MAX_BLOB_BYTES",
+    "VEILPOST_BLOB_RATE",
+    "VEILPOST_BLOB_BURST",
+    "VEILPOST_BLOB_QUOTA_BYTES",
 ]
 
 
@@ -134,6 +138,9 @@ def test_relay_limit_defaults() -> None:
     assert s["VEILPOST_SEND_WINDOW"] == 1000
     assert s["VEILPOST_RETENTION_DAYS"] == 30.0
     assert s["VEILPOST_AUTH_AUDIENCE"] is None
+    assert s["VEILPOST_MAX_BLOB_BYTES"] == 25 << 20
+    assert (s["VEILPOST_BLOB_RATE"], s["VEILPOST_BLOB_BURST"]) == (2.0, 20)
+    assert s["VEILPOST_BLOB_QUOTA_BYTES"] == 256 << 20
     assert s["CHANNEL_LAYERS"]["default"]["CONFIG"]["capacity"] == 1000
 
 
@@ -142,6 +149,8 @@ def test_relay_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("VEILPOST_PUBLISH_RATE", "2.5")
     monkeypatch.setenv("VEILPOST_RETENTION_DAYS", "0")
     monkeypatch.setenv("VEILPOST_AUTH_AUDIENCE", "Relay.Example")
+    monkeypatch.setenv("VEILPOST_MAX_BLOB_BYTES", "1048576")
+    monkeypatch.setenv("VEILPOST_BLOB_QUOTA_BYTES", "4194304")
 
     s = load()
 
@@ -149,6 +158,7 @@ def test_relay_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert s["VEILPOST_PUBLISH_RATE"] == 2.5
     assert s["VEILPOST_RETENTION_DAYS"] == 0
     assert s["VEILPOST_AUTH_AUDIENCE"] == "relay.example"
+    assert (s["VEILPOST_MAX_BLOB_BYTES"], s["VEILPOST_BLOB_QUOTA_BYTES"]) == (1 << 20, 4 << 20)
 
 
 @pytest.mark.parametrize(
@@ -160,6 +170,8 @@ def test_relay_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
         ("VEILPOST_PUBLISH_RATE", "nan", "finite"),
         ("VEILPOST_SEND_WINDOW", "inf", "finite"),
         ("VEILPOST_RETENTION_DAYS", "-1", "at least 0"),
+        ("VEILPOST_MAX_BLOB_BYTES", "0", "at least 1"),
+        ("VEILPOST_BLOB_BURST", "2.5", "whole number"),
     ],
 )
 def test_bad_relay_limit_is_an_error(

@@ -11,21 +11,26 @@ from typing import cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.db import connection
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from ninja import P, QueryEx, Router, Status
 from ninja.responses import codes_4xx
 from ninja.security import HttpBearer
 
 from webapp import __version__
 
-from . import auth, conversations, delivery, directory
+from . import addresses, auth, blobs, conversations, delivery, directory
+from .errors import InvalidInput, TooLarge
 from .frames import envelope_fields
 from .hub import NODES_GROUP
 from .identifiers import b64decode, b64encode, welcome_topic
-from .models import IdentityRecord, Inbox, Installation
+from .models import AddressBinding, IdentityRecord, Inbox, Installation
 from .schemas import (
+    AddressBindingIn,
+    AddressBindingOut,
+    BlobOut,
     ChallengeOut,
     ClaimedKeyPackageOut,
     ClaimOut,
@@ -69,6 +74,7 @@ router = Router(tags=["relay"])
 auth_router = Router(tags=["authentication"])
 directory_router = Router(tags=["directory"], auth=BearerToken())
 conversations_router = Router(tags=["conversations"], auth=BearerToken())
+blobs_router = Router(tags=["blobs"], auth=BearerToken())
 
 
 # --- Health ---------------------------------------------------------------------------------
@@ -221,6 +227,7 @@ def get_inbox(request: HttpRequest, inbox_id: str) -> InboxOut:
         created_at=inbox.created_at,
         installations=[_installation_out(i) for i in directory.inbox_installations(inbox)],
         identity_record_version=None if latest is None else latest.version,
+        addresses=addresses.inbox_addresses(inbox),
     )
 
 
@@ -289,6 +296,107 @@ def count_key_packages(request: HttpRequest) -> KeyPackageCountOut:
     """How many of the caller's key packages are left to claim."""
     count = directory.count_key_packages(caller(request))
     return KeyPackageCountOut(remaining=count.remaining, last_resort=count.last_resort)
+
+
+# --- Address bindings -----------------------------------------------------------------------
+
+
+def _binding_out(binding: AddressBinding) -> AddressBindingOut:
+    return AddressBindingOut(
+        address=binding.address,
+        inbox_id=binding.inbox_id,
+        signature=b64encode(bytes(binding.signature)),
+        bound_at=binding.bound_at,
+    )
+
+
+@directory_router.put("/inboxes/{inbox_id}/address", response={201: AddressBindingOut, **ERRORS})
+def bind_address(
+    request: HttpRequest, inbox_id: str, body: AddressBindingIn
+) -> Status[AddressBindingOut]:
+    """Bind an Ethereum address to the caller's inbox with the wallet's EIP-191 signature of
+    the inbox's address binding text; a binding of the address to another inbox is replaced."""
+    binding = addresses.bind_address(
+        caller(request), inbox_id, body.address, b64decode(body.signature, "signature")
+    )
+    return Status(201, _binding_out(binding))
+
+
+@directory_router.get("/addresses/{address}", response={200: AddressBindingOut, **ERRORS})
+def get_address(request: HttpRequest, address: str) -> AddressBindingOut:
+    """The inbox an Ethereum address is bound to, with the wallet's signature to verify."""
+    return _binding_out(addresses.get_binding(address))
+
+
+# --- Blobs ----------------------------------------------------------------------------------
+
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _read_blob_body(request: HttpRequest) -> bytes:
+    """The raw request body, read from the stream rather than through ``request.body``, whose
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is meant for JSON and far below the blob limit.
+
+    A declared Content-Length over the limit is refused before reading; a body longer than it
+    declared is caught by reading one byte past the limit.
+    """
+    limit = settings.VEILPOST_MAX_BLOB_BYTES
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isascii() and declared.isdigit():
+        blobs.check_blob_size(int(declared))
+    try:
+        data = request.read(limit + 1)
+    except UnreadablePostError:
+        raise InvalidInput("bad_request", "the request body could not be read") from None
+    if len(data) > limit:
+        raise TooLarge(
+            "too_large", f"the body is over the blob limit of {limit} bytes", limit=limit
+        )
+    return data
+
+
+@blobs_router.post(
+    "/blobs",
+    response={200: BlobOut, 201: BlobOut, **ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": _BINARY}},
+        }
+    },
+)
+def upload_blob(request: HttpRequest) -> Status[BlobOut]:
+    """Store an encrypted attachment: the raw bytes are the body. Its id is the SHA-256 of the
+    bytes; uploading bytes the relay already has stores nothing and answers 200."""
+    stored = blobs.store_blob(caller(request), _read_blob_body(request))
+    return Status(
+        201 if stored.created else 200,
+        BlobOut(id=stored.id, size=stored.size, created_at=stored.created_at),
+    )
+
+
+@blobs_router.get(
+    "/blobs/{blob_id}",
+    response=ERRORS,
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "the blob's bytes",
+                "content": {"application/octet-stream": {"schema": _BINARY}},
+            }
+        }
+    },
+)
+def download_blob(request: HttpRequest, blob_id: str) -> HttpResponse:
+    """The bytes of a blob, as uploaded (check them against the id: it is their SHA-256)."""
+    data = blobs.get_blob(blob_id)
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Length"] = str(len(data))
+    response["Content-Disposition"] = "attachment"
+    # The bytes of an id never change: cacheable for good (by the client only).
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    response["ETag"] = f'"{blob_id}"'
+    return response
 
 
 # --- Conversations and history --------------------------------------------------------------
@@ -363,3 +471,4 @@ def topic_history(
 router.add_router("/auth", auth_router)
 router.add_router("/", directory_router)
 router.add_router("/", conversations_router)
+router.add_router("/", blobs_router)

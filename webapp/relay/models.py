@@ -1,6 +1,6 @@
 """What the relay stores: the directory (inboxes, installations, identity records, key
-packages), the delivery service (topics, envelopes, commit slots, memberships) and
-authentication (challenges, tokens, rate buckets).
+packages, address bindings), the delivery service (topics, envelopes, commit slots,
+memberships, blobs) and authentication (challenges, tokens, rate buckets).
 
 What is deliberately *not* here (``DESIGN.md``, "What the operator can see"): an envelope has
 no sender and no IP address, and nothing stores plaintext. The relay keeps what delivery needs:
@@ -90,6 +90,21 @@ class KeyPackage(models.Model):
                 name="key_package_claim",
             )
         ]
+
+
+class AddressBinding(models.Model):
+    """An Ethereum address bound to an inbox by the wallet's EIP-191 signature of
+    ``veilpost.protocol.address_binding_text(inbox)``. Public: anyone may look it up, and
+    clients verify the signature themselves. An address names one inbox at a time; an inbox
+    may have several addresses."""
+
+    address = models.CharField(primary_key=True, max_length=42)  # EIP-55 checksummed "0x..."
+    inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="address_bindings")
+    signature = models.BinaryField(max_length=65)  # r || s || v
+    bound_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.address
 
 
 class TopicKind(models.TextChoices):
@@ -187,6 +202,26 @@ class Membership(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["installation", "topic"], name="one_membership")
+        ]
+
+
+class Blob(models.Model):
+    """An opaque attachment (ciphertext: the relay cannot read it), named by the lowercase hex
+    SHA-256 of its bytes. Stored once however often it is uploaded; ``uploaded_by`` (the first
+    uploader) is charged for it in the blob quota."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    data = models.BinaryField()
+    size = models.PositiveBigIntegerField()
+    uploaded_by = models.ForeignKey(
+        Installation, null=True, blank=True, on_delete=models.SET_NULL, related_name="blobs"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["created_at"], name="blob_created"),
+            models.Index(fields=["uploaded_by", "size"], name="blob_quota"),
         ]
 
 

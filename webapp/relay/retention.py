@@ -4,6 +4,7 @@ Envelopes are pruned per topic as a *prefix*: the newest envelope older than the
 every envelope before it go, so what remains of a topic is still gap-free, and the topic's
 ``pruned_through`` tells subscribers where its stored history now starts. Commit records
 (``GroupEpochCommit``) stay, so a stale commit is still refused after its envelope is gone.
+Blobs uploaded before the cutoff are deleted whole: nothing the relay can read refers to them.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from .models import (
+    AddressBinding,
     AuthChallenge,
     AuthToken,
+    Blob,
     Envelope,
     Inbox,
     Installation,
@@ -39,15 +42,17 @@ class PruneResult:
     tokens: int
     key_packages: int
     rate_buckets: int
+    blobs: int
 
 
 def prune(retention: timedelta | None, now: datetime | None = None) -> PruneResult:
-    """Delete envelopes older than ``retention`` (``None``: keep them), expired challenges and
-    tokens, claimed key packages and idle rate buckets."""
+    """Delete envelopes and blobs older than ``retention`` (``None``: keep them), expired
+    challenges and tokens, claimed key packages and idle rate buckets."""
     now = now or timezone.now()
-    envelopes = topics = 0
+    envelopes = topics = blobs = 0
     if retention is not None:
         cutoff = now - retention
+        blobs = Blob.objects.filter(created_at__lt=cutoff).delete()[0]
         old = (
             Envelope.objects.filter(created_at__lt=cutoff)
             .values("topic_id")
@@ -70,6 +75,7 @@ def prune(retention: timedelta | None, now: datetime | None = None) -> PruneResu
         tokens=AuthToken.objects.filter(expires_at__lt=now).delete()[0],
         key_packages=KeyPackage.objects.filter(claimed_at__isnull=False).delete()[0],
         rate_buckets=RateBucket.objects.filter(updated_at__lt=now - IDLE_BUCKET_AGE).delete()[0],
+        blobs=blobs,
     )
 
 
@@ -77,6 +83,7 @@ def stats(now: datetime | None = None) -> dict[str, int]:
     """Counts an operator watches: nothing in them identifies anyone."""
     now = now or timezone.now()
     envelope_totals = Envelope.objects.aggregate(count=Count("id"), size=Sum("size"))
+    blob_totals = Blob.objects.aggregate(count=Count("id"), size=Sum("size"))
     topics = dict(
         Topic.objects.values_list("kind").annotate(n=Count("id")).values_list("kind", "n")
     )
@@ -93,6 +100,9 @@ def stats(now: datetime | None = None) -> dict[str, int]:
             last_resort=False, claimed_at__isnull=True
         ).count(),
         "key_packages_last_resort": KeyPackage.objects.filter(last_resort=True).count(),
+        "blobs": blob_totals["count"] or 0,
+        "blob_bytes": blob_totals["size"] or 0,
+        "address_bindings": AddressBinding.objects.count(),
         "tokens_active": AuthToken.objects.filter(expires_at__gte=now).count(),
         "challenges_pending": AuthChallenge.objects.filter(
             used_at__isnull=True, expires_at__gte=now

@@ -82,6 +82,28 @@ class InboxOut(Schema):
     created_at: datetime
     installations: list[InstallationOut]
     identity_record_version: int | None
+    addresses: list[str] = Field(
+        description="Ethereum addresses bound to the inbox (EIP-55), oldest binding first"
+    )
+
+
+class AddressBindingIn(Schema):
+    address: str = Field(description="'0x' and 40 hex digits (any case; mixed case: EIP-55)")
+    signature: Annotated[
+        Base64,
+        Field(
+            max_length=128,
+            description="EIP-191 personal_sign of the inbox's address binding text:"
+            " r || s || v, 65 bytes",
+        ),
+    ]
+
+
+class AddressBindingOut(Schema):
+    address: str = Field(description="EIP-55 checksummed")
+    inbox_id: str
+    signature: Base64 = Field(description="the wallet's signature: r || s || v, 65 bytes")
+    bound_at: datetime
 
 
 class IdentityRecordIn(Schema):
@@ -123,6 +145,15 @@ class ClaimedKeyPackageOut(Schema):
 class ClaimOut(Schema):
     inbox_id: str
     key_packages: list[ClaimedKeyPackageOut]
+
+
+# --- Blobs ----------------------------------------------------------------------------------
+
+
+class BlobOut(Schema):
+    id: str = Field(description="lowercase hex SHA-256 of the blob's bytes")
+    size: int = Field(description="bytes")
+    created_at: datetime = Field(description="first upload; retention counts from it")
 
 
 # --- Conversations and history --------------------------------------------------------------

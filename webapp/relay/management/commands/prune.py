@@ -16,8 +16,9 @@ from webapp.relay.retention import prune
 
 class Command(BaseCommand):
     help = (
-        "Delete envelopes older than the retention period (VEILPOST_RETENTION_DAYS, 0 keeps"
-        " them), expired challenges and tokens, claimed key packages and idle rate buckets."
+        "Delete envelopes and blobs older than the retention period (VEILPOST_RETENTION_DAYS,"
+        " 0 keeps them), expired challenges and tokens, claimed key packages and idle rate"
+        " buckets."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -25,7 +26,7 @@ class Command(BaseCommand):
             "--retention-days",
             type=float,
             default=None,
-            help="override VEILPOST_RETENTION_DAYS for this run (0 keeps every envelope)",
+            help="override VEILPOST_RETENTION_DAYS for this run (0 keeps every envelope and blob)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -38,10 +39,13 @@ class Command(BaseCommand):
         if days:
             envelopes = f"envelopes older than {days:g} days: {result.envelopes} deleted"
             envelopes += f" from {result.topics} topics"
+            blobs = f"blobs older than {days:g} days: {result.blobs} deleted"
         else:
             envelopes = "envelopes: all kept (no retention period)"
+            blobs = "blobs: all kept (no retention period)"
         self.stdout.write(
             f"{envelopes}\n"
+            f"{blobs}\n"
             f"expired challenges: {result.challenges}\n"
             f"expired tokens: {result.tokens}\n"
             f"claimed key packages: {result.key_packages}\n"
