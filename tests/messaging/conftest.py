@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
+from .messaging_support import Peer, open_peer
 
-from daphne_nodes import migrate, start_daphne, stop, wait_up  # noqa: E402
-from messaging_support import Peer, open_peer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
+from daphne_nodes import migrate, start_daphne, stop, wait_up
 
 
 @dataclass

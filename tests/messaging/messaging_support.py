@@ -72,17 +72,6 @@ async def open_peer(
     store = Store.open(str(path), store_key)
     connection = await RelayConnection.open(url, key)
     client = Client(key, connection.inbox_id, store, connection)
-    peer = Peer(name, key, path, store_key, client, connection, asyncio.get_running_loop().create_future())  # type: ignore[arg-type]
     if start:
         await client.start()
-
-    async def run() -> None:
-        await client.run()
-
-    peer.task = asyncio.create_task(run())
-
-    async def collect() -> None:
-        while True:
-            peer.events.append(await client.events.get())
-
-    return peer
+    return Peer(name, key, path, store_key, client, connection, asyncio.create_task(client.run()))

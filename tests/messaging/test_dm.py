@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from messaging_support import Peer, open_peer
+from .conftest import Relay
+from .messaging_support import Peer, open_peer
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_two_clients_exchange_dms_both_ways(relay, peers: list[Peer], tmp_path: Path) -> None:
+async def test_two_clients_exchange_dms_both_ways(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
     alice = await open_peer(relay.url, "alice", tmp_path)
     peers.append(alice)
     bob = await open_peer(relay.url, "bob", tmp_path)
@@ -25,6 +28,6 @@ async def test_two_clients_exchange_dms_both_ways(relay, peers: list[Peer], tmp_
     reply = await bob.client.send(bob_dm, "hi alice")
     assert reply.status == "sent"
     await alice.wait_for(lambda p: p.texts(dm.id) == ["hello bob", "hi alice"], what="alice")
-    received = [m for m in bob.messages(bob_dm) if m.text == "hello bob"][0]
+    received = next(m for m in bob.messages(bob_dm) if m.text == "hello bob")
     assert received.sender_inbox_id == alice.inbox_id
     assert received.id == sent.id

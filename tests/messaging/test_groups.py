@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from messaging_support import Peer, open_peer
 from veilpost.client.errors import PermissionDenied
 from veilpost.client.policy import Role
+
+from .conftest import Relay
+from .messaging_support import Peer, open_peer
 
 pytestmark = pytest.mark.asyncio
 
@@ -25,7 +27,7 @@ def _in_sync(members: list[Peer], conversation: str) -> bool:
     return len({(g.epoch, g.epoch_authenticator) for g in groups}) == 1
 
 
-async def test_six_member_group_converges(relay, peers: list[Peer], tmp_path: Path) -> None:
+async def test_six_member_group_converges(relay: Relay, peers: list[Peer], tmp_path: Path) -> None:
     a, b, c, d, e, f = await _open(relay.url, list("abcdef"), peers, tmp_path)
     group = await a.client.new_group([b.inbox_id, c.inbox_id], name="six")
     cid = group.id
@@ -67,7 +69,9 @@ async def test_six_member_group_converges(relay, peers: list[Peer], tmp_path: Pa
     assert names == {"six"}
 
 
-async def test_non_admin_cannot_remove_a_member(relay, peers: list[Peer], tmp_path: Path) -> None:
+async def test_non_admin_cannot_remove_a_member(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
     a, b, c = await _open(relay.url, ["a", "b", "c"], peers, tmp_path)
     group = await a.client.new_group([b.inbox_id, c.inbox_id])
     cid = group.id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ClientError",
     "ConversationNotFound",
@@ -68,7 +70,12 @@ class RelayError(ClientError):
     """The relay refused a request; ``code`` is the relay's error code (``docs/protocol.md``)."""
 
     def __init__(
-        self, code: str, message: str, *, status: int | None = None, extra: dict | None = None
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}", code=code)
         self.status = status

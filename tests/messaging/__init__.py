@@ -1,0 +1,1 @@
+"""Messaging tests: clients, agents and the CLI against a real relay."""

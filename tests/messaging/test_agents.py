@@ -1,0 +1,178 @@
+"""Agents (the SDK) and the `veilpost` command against a real relay."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from veilpost.agent import Agent, MessageContext
+from veilpost.client.storage import Store, new_key
+
+from .conftest import Relay
+from .messaging_support import Peer, open_peer
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "veilpost.cli"]
+
+
+def _env(relay_url: str, db: Path, db_key: bytes) -> dict[str, str]:
+    return {
+        **os.environ,
+        "VEILPOST_RELAY_URL": relay_url,
+        "VEILPOST_DB_PATH": str(db),
+        "VEILPOST_DB_KEY": db_key.hex(),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.mark.asyncio
+async def test_two_agents_exchange_dms_both_ways(relay: Relay, tmp_path: Path) -> None:
+    agents = [
+        Agent(db_path=str(tmp_path / f"{n}.sqlite3"), db_key=new_key(), relay_url=relay.url)
+        for n in ("one", "two")
+    ]
+    heard: dict[int, list[str]] = {0: [], 1: []}
+    for index, agent in enumerate(agents):
+
+        async def on_text(ctx: MessageContext, index: int = index) -> None:
+            heard[index].append(ctx.text)
+            if not ctx.text.startswith("re:"):
+                await ctx.reply(f"re: {ctx.text}")
+
+        agent.on_text(on_text)
+    tasks = [asyncio.create_task(agent.run()) for agent in agents]
+    try:
+        for agent in agents:
+            await asyncio.wait_for(agent.ready.wait(), 20)
+        one, two = agents
+        dm = await one.client.new_dm(two.inbox_id)
+        await one.client.send(dm.id, "ping from one")
+        await _until(lambda: heard[0] == ["re: ping from one"])
+        assert heard[1] == ["ping from one"]
+        await two.client.send(f"dm:{one.inbox_id}", "ping from two")
+        await _until(lambda: "re: ping from two" in heard[1])
+        assert heard[0] == ["re: ping from one", "ping from two"]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _until(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def _start_echo_agent(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    out = log.open("ab")
+    process = subprocess.Popen(
+        [*CLI, "run", str(ROOT / "examples" / "echo_agent.py")],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        found = re.findall(r"echo agent ready: inbox ([0-9a-f]{32})", log.read_text())
+        if found:
+            return process, found[-1]
+        assert process.poll() is None, log.read_text()
+        assert asyncio.get_running_loop().time() < deadline, log.read_text()
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.asyncio
+async def test_cli_user_messages_the_echo_agent(relay: Relay, tmp_path: Path) -> None:
+    agent_env = _env(relay.url, tmp_path / "agent.sqlite3", new_key())
+    process, inbox = await _start_echo_agent(agent_env, tmp_path / "agent.log")
+    try:
+        user_env = _env(relay.url, tmp_path / "user.sqlite3", new_key())
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [*CLI, "send", inbox, "hello agent", "--wait", "8"],
+            env=user_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "echo: hello agent" in result.stdout, (result.stdout, result.stderr)
+        listing = subprocess.run(
+            [*CLI, "conversations"], env=user_env, capture_output=True, text=True, timeout=60
+        )
+        assert f"dm:{inbox}" in listing.stdout
+        history = subprocess.run(
+            [*CLI, "messages", f"dm:{inbox}", "--oldest-first"],
+            env=user_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "me: hello agent" in history.stdout and "echo: hello agent" in history.stdout
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_cli_errors_read_well(tmp_path: Path) -> None:
+    env = _env("http://127.0.0.1:9", tmp_path / "x.sqlite3", new_key())
+    unreachable = subprocess.run([*CLI, "conversations"], env=env, capture_output=True, text=True)
+    assert unreachable.returncode == 3
+    assert "cannot reach the relay" in unreachable.stderr
+    env.pop("VEILPOST_DB_KEY")
+    missing = subprocess.run([*CLI, "conversations"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and "VEILPOST_DB_KEY" in missing.stderr
+    usage = subprocess.run([*CLI, "frobnicate"], env=env, capture_output=True, text=True)
+    assert usage.returncode == 2
+    helped = subprocess.run([*CLI, "--help"], env=env, capture_output=True, text=True)
+    assert helped.returncode == 0 and "send" in helped.stdout
+
+
+@pytest.mark.asyncio
+async def test_agent_killed_and_restarted_loses_nothing(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
+    db_key = new_key()
+    db = tmp_path / "agent.sqlite3"
+    env = _env(relay.url, db, db_key)
+    log = tmp_path / "agent.log"
+    process, inbox = await _start_echo_agent(env, log)
+    user = await open_peer(relay.url, "user", tmp_path)
+    peers.append(user)
+    dm = await user.client.new_dm(inbox)
+    await user.client.send(dm.id, "before 1")
+    await user.wait_for(lambda p: "echo: before 1" in p.texts(dm.id), what="first echo")
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    for n in range(3):
+        message = await user.client.send(dm.id, f"while down {n}")
+        assert message.status == "sent"
+    process, again = await _start_echo_agent(env, log)
+    try:
+        assert again == inbox
+        expected = ["before 1"] + [f"while down {n}" for n in range(3)]
+        await user.wait_for(
+            lambda p: all(f"echo: {t}" in p.texts(dm.id) for t in expected), 30, "all echoes"
+        )
+        await user.client.send(dm.id, "after restart")
+        await user.wait_for(lambda p: "echo: after restart" in p.texts(dm.id), what="after")
+    finally:
+        process.terminate()
+        process.wait(10)
+    texts = user.texts(dm.id)
+    assert len(texts) == len(set(texts)) == 10, texts
+    store = Store.open(str(db), db_key)
+    try:
+        assert store.count_messages(f"dm:{user.inbox_id}") == 10
+    finally:
+        store.close()
