@@ -33,7 +33,8 @@ Relay limits (every node of a scaled-out relay should use the same values; see
 ``docs/protocol.md``):
 
 ``VEILPOST_MAX_ENVELOPE_BYTES``
-    Largest envelope payload accepted, in bytes; default 1048576 (1 MiB).
+    Largest envelope payload accepted, in bytes; default 2097152 (2 MiB: an inline attachment
+    of up to 1 MiB, padded and encrypted, fits).
 ``VEILPOST_PUBLISH_RATE`` / ``VEILPOST_PUBLISH_BURST``
     Per-installation publish token bucket: envelopes per second (default 50) and burst
     (default 200).
@@ -303,7 +304,7 @@ LOGGING = {
 }
 
 # --- The relay's limits (documented above and in docs/protocol.md) ---------------------------
-VEILPOST_MAX_ENVELOPE_BYTES = _env_int("VEILPOST_MAX_ENVELOPE_BYTES", 1 << 20, minimum=256)
+VEILPOST_MAX_ENVELOPE_BYTES = _env_int("VEILPOST_MAX_ENVELOPE_BYTES", 2 << 20, minimum=256)
 VEILPOST_PUBLISH_RATE = _env_number("VEILPOST_PUBLISH_RATE", 50.0, minimum=0.001)
 VEILPOST_PUBLISH_BURST = _env_int("VEILPOST_PUBLISH_BURST", 200, minimum=1)
 VEILPOST_CLAIM_RATE = _env_number("VEILPOST_CLAIM_RATE", 1.0, minimum=0.001)

@@ -133,7 +133,7 @@ def test_static_dirs_only_list_existing_folders() -> None:
 def test_relay_limit_defaults() -> None:
     s = load()
 
-    assert s["VEILPOST_MAX_ENVELOPE_BYTES"] == 1 << 20
+    assert s["VEILPOST_MAX_ENVELOPE_BYTES"] == 2 << 20
     assert s["VEILPOST_PUBLISH_RATE"] == 50.0
     assert s["VEILPOST_SEND_WINDOW"] == 1000
     assert s["VEILPOST_RETENTION_DAYS"] == 30.0

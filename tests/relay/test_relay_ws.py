@@ -77,7 +77,7 @@ async def test_authentication_registers_a_new_inbox() -> None:
         frame["inbox_id"] == device.installation_id
     )  # an inbox is named by its first installation
     assert frame["welcome_topic"] == device.welcome_topic
-    assert frame["limits"]["max_envelope_bytes"] == 1 << 20
+    assert frame["limits"]["max_envelope_bytes"] == 2 << 20
     assert frame["ref"] == "a1"
     await client.close()
 

@@ -867,6 +867,31 @@ class Client:
                 )
         return await self._publish_message(message, group_topic(group.group_id))
 
+    async def send_attachment(
+        self, conversation_id: str, filename: str, mime_type: str, data: bytes
+    ) -> Message:
+        """Send a file: inline (in the MLS message) up to
+        :data:`~veilpost.client.content.MAX_INLINE_ATTACHMENT_BYTES`; larger files are
+        encrypted with a fresh key, uploaded as a blob the relay cannot read, and sent as a
+        :class:`~veilpost.client.content.RemoteAttachment` carrying that key."""
+        attachment = content_types.Attachment(filename, mime_type, data)
+        if len(data) <= content_types.MAX_INLINE_ATTACHMENT_BYTES:
+            return await self.send(conversation_id, attachment)
+        ciphertext, keys = content_types.encrypt_attachment(attachment, self.provider)
+        blob_id = await self.relay.put_blob(ciphertext)
+        remote = keys.remote_attachment(blob_id, filename=filename, mime_type=mime_type)
+        return await self.send(conversation_id, remote)
+
+    async def fetch_attachment(self, message: Message) -> content_types.Attachment:
+        """The file of an attachment message (downloaded and decrypted when remote)."""
+        value = message.content
+        if isinstance(value, content_types.Attachment):
+            return value
+        if not isinstance(value, content_types.RemoteAttachment):
+            raise ClientError(f"message {message.id} is not an attachment", code="not_attachment")
+        ciphertext = await self.relay.get_blob(value.url)
+        return content_types.decrypt_attachment(ciphertext, value, self.provider)
+
     async def retry(self, conversation_id: str, message_id: str) -> Message:
         """Publish a failed message again (the same ciphertext: still readable for a few
         epochs; the relay stores it once however often it is published)."""
