@@ -160,7 +160,11 @@ class RelayConnection:
             self._state("connecting")
             try:
                 async with websockets.connect(
-                    self.ws_url, max_size=None, open_timeout=10, ping_interval=20
+                    self.ws_url,
+                    max_size=None,
+                    open_timeout=10,
+                    ping_interval=20,
+                    compression=None,  # no compression oracle; ciphertext does not compress
                 ) as ws:
                     self._ws = ws
                     await self._authenticate(ws)
