@@ -95,21 +95,32 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 # --- Address bindings -----------------------------------------------------------------------
 
 
-def wallet_signature(inbox_id: str, wallet: bytes = WALLET) -> bytes:
-    return sign_message(wallet, address_binding_text(inbox_id).encode())
+ISSUED_AT = 1_764_000_000  # 2025-11-24
 
 
-def binding(inbox_id: str, wallet: bytes = WALLET, **change: Any) -> dict[str, Any]:
+def wallet_signature(inbox_id: str, wallet: bytes = WALLET, issued_at: int = ISSUED_AT) -> bytes:
+    return sign_message(wallet, address_binding_text(inbox_id, issued_at).encode())
+
+
+def binding(
+    inbox_id: str, wallet: bytes = WALLET, issued_at: int = ISSUED_AT, **change: Any
+) -> dict[str, Any]:
     body = {
         "address": address_of_private_key(wallet),
-        "signature": b64(wallet_signature(inbox_id, wallet)),
+        "signature": b64(wallet_signature(inbox_id, wallet, issued_at)),
+        "issued_at": issued_at,
     }
     return body | change
 
 
-def bind(session: Session, wallet: bytes = WALLET, inbox_id: str | None = None) -> Any:
+def bind(
+    session: Session,
+    wallet: bytes = WALLET,
+    inbox_id: str | None = None,
+    issued_at: int = ISSUED_AT,
+) -> Any:
     inbox_id = inbox_id or session.id
-    return session.put(f"/inboxes/{inbox_id}/address", binding(inbox_id, wallet))
+    return session.put(f"/inboxes/{inbox_id}/address", binding(inbox_id, wallet, issued_at))
 
 
 def wrong_checksum(address: str) -> str:
@@ -134,7 +145,7 @@ def test_binding_an_address_and_looking_it_up() -> None:
     assert stored["address"] == ADDRESS  # EIP-55 checksummed
     assert stored["inbox_id"] == alice.id
     assert unb64(stored["signature"]) == wallet_signature(alice.id)
-    assert stored["bound_at"]
+    assert stored["bound_at"] and stored["issued_at"] == ISSUED_AT
     for spelling in (ADDRESS, ADDRESS.lower(), "0x" + ADDRESS[2:].upper()):
         found = bob.get(f"/addresses/{spelling}")
         assert found.status_code == 200, found.json()
@@ -142,7 +153,7 @@ def test_binding_an_address_and_looking_it_up() -> None:
     # what a client checks for itself: the wallet signed this inbox's binding text
     assert verify_message(
         stored["address"],
-        address_binding_text(stored["inbox_id"]).encode(),
+        address_binding_text(stored["inbox_id"], stored["issued_at"]).encode(),
         unb64(stored["signature"]),
     )
     assert bob.get(f"/inboxes/{alice.id}").json()["addresses"] == [ADDRESS]
@@ -183,13 +194,27 @@ def test_rebinding_moves_the_address_to_the_new_inbox() -> None:
     alice, bob = Session(), Session()
     bind(alice)
 
-    moved = bind(bob)
+    moved = bind(bob, issued_at=ISSUED_AT + 1)
 
     assert moved.status_code == 201, moved.json()
     assert alice.get(f"/addresses/{ADDRESS}").json()["inbox_id"] == bob.id
     assert alice.get(f"/inboxes/{alice.id}").json()["addresses"] == []
     assert alice.get(f"/inboxes/{bob.id}").json()["addresses"] == [ADDRESS]
     assert AddressBinding.objects.count() == 1
+
+
+def test_an_old_binding_cannot_move_the_address_back() -> None:
+    alice, bob = Session(), Session()
+    bind(alice)
+    bind(bob, issued_at=ISSUED_AT + 60)
+
+    replayed = alice.put(f"/inboxes/{alice.id}/address", binding(alice.id))  # the old signature
+    same_time = bind(alice, issued_at=ISSUED_AT + 60)
+
+    body = assert_error(replayed, 409, "stale_binding")
+    assert body["current_issued_at"] == ISSUED_AT + 60
+    assert_error(same_time, 409, "stale_binding")
+    assert alice.get(f"/addresses/{ADDRESS}").json()["inbox_id"] == bob.id
 
 
 def test_binding_again_to_the_same_inbox_keeps_one_binding() -> None:
@@ -258,6 +283,26 @@ BAD_BINDINGS: list[tuple[str, Any, int, str]] = [
     ("huge address", lambda me: {"address": "0x" + "a" * 10_000}, 400, "invalid_address"),
     ("wrong checksum", lambda me: {"address": wrong_checksum(ADDRESS)}, 400, "invalid_address"),
     ("address not a string", lambda me: {"address": 7}, 422, "validation_error"),
+    # the time
+    (
+        "signature for another time",
+        lambda me: {"signature": b64(wallet_signature(me, issued_at=ISSUED_AT + 1))},
+        400,
+        "bad_signature",
+    ),
+    (
+        "issued in the future",
+        lambda me: {"issued_at": 2**40, "signature": b64(wallet_signature(me, issued_at=2**40))},
+        400,
+        "invalid_binding_time",
+    ),
+    (
+        "issued at zero",
+        lambda me: {"issued_at": 0, "signature": b64(wallet_signature(me, issued_at=0))},
+        400,
+        "invalid_binding_time",
+    ),
+    ("no time", lambda me: {"issued_at": None}, 422, "validation_error"),
 ]
 
 

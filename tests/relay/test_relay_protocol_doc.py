@@ -65,6 +65,6 @@ def test_topic_name_example() -> None:
 
 
 def test_address_binding_text_example() -> None:
-    text = address_binding_text("cdee7eea29bed3271c21180285de5750")
+    text = address_binding_text("cdee7eea29bed3271c21180285de5750", 1764000000)
 
     assert f"```text\n{text}\n```" in PROTOCOL

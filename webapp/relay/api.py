@@ -306,6 +306,7 @@ def _binding_out(binding: AddressBinding) -> AddressBindingOut:
         address=binding.address,
         inbox_id=binding.inbox_id,
         signature=b64encode(bytes(binding.signature)),
+        issued_at=binding.issued_at,
         bound_at=binding.bound_at,
     )
 
@@ -317,7 +318,11 @@ def bind_address(
     """Bind an Ethereum address to the caller's inbox with the wallet's EIP-191 signature of
     the inbox's address binding text; a binding of the address to another inbox is replaced."""
     binding = addresses.bind_address(
-        caller(request), inbox_id, body.address, b64decode(body.signature, "signature")
+        caller(request),
+        inbox_id,
+        body.address,
+        b64decode(body.signature, "signature"),
+        body.issued_at,
     )
     return Status(201, _binding_out(binding))
 

@@ -94,13 +94,14 @@ class KeyPackage(models.Model):
 
 class AddressBinding(models.Model):
     """An Ethereum address bound to an inbox by the wallet's EIP-191 signature of
-    ``veilpost.protocol.address_binding_text(inbox)``. Public: anyone may look it up, and
+    ``veilpost.protocol.address_binding_text(inbox, issued_at)``. Public: anyone may look it up, and
     clients verify the signature themselves. An address names one inbox at a time; an inbox
     may have several addresses."""
 
     address = models.CharField(primary_key=True, max_length=42)  # EIP-55 checksummed "0x..."
     inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="address_bindings")
     signature = models.BinaryField(max_length=65)  # r || s || v
+    issued_at = models.BigIntegerField()  # Unix time in the signed text: orders rebindings
     bound_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -97,12 +97,16 @@ class AddressBindingIn(Schema):
             " r || s || v, 65 bytes",
         ),
     ]
+    issued_at: int = Field(
+        description="the Unix time in the signed text; above the address's current binding's"
+    )
 
 
 class AddressBindingOut(Schema):
     address: str = Field(description="EIP-55 checksummed")
     inbox_id: str
     signature: Base64 = Field(description="the wallet's signature: r || s || v, 65 bytes")
+    issued_at: int = Field(description="the Unix time in the signed binding text")
     bound_at: datetime
 
 

@@ -126,12 +126,14 @@ def group_id_of_topic(name: str) -> bytes | None:
     return group_id
 
 
-def address_binding_text(inbox_id: str) -> str:
+def address_binding_text(inbox_id: str, issued_at: int) -> str:
     """The text an Ethereum wallet signs (EIP-191 ``personal_sign``) to bind its address to
-    inbox ``inbox_id``, so that people can reach the inbox by the ``0x`` address. The relay
-    checks the signature before it serves the binding, and every client checks it again."""
+    inbox ``inbox_id`` at Unix time ``issued_at``, so that people can reach the inbox by the
+    ``0x`` address. The relay checks the signature before it serves the binding, and every
+    client checks it again. The time orders a wallet's bindings: the relay keeps an address's
+    newest, so an old signature cannot move the address back."""
     return (
         "Veilpost: link my address to the inbox below, so that people can reach it by this"
-        f" address.\n\nInbox: {inbox_id}\n\nThis signature moves no funds and grants no"
-        " other access."
+        f" address.\n\nInbox: {inbox_id}\nIssued at (Unix time): {issued_at}\n\nThis"
+        " signature moves no funds and grants no other access."
     )

@@ -459,20 +459,20 @@ class RelayConnection:
             if exc.code != "installation_exists":
                 raise
 
-    async def lookup_address(self, address: str) -> tuple[str, bytes] | None:
+    async def lookup_address(self, address: str) -> tuple[str, bytes, int] | None:
         try:
             answer = await self.rest("GET", f"/addresses/{address}")
         except RelayError as exc:
             if exc.code == "unknown_address":
                 return None
             raise
-        return answer["inbox_id"], b64decode(answer["signature"])
+        return answer["inbox_id"], b64decode(answer["signature"]), int(answer["issued_at"])
 
-    async def bind_address(self, address: str, signature: bytes) -> None:
+    async def bind_address(self, address: str, signature: bytes, issued_at: int) -> None:
         await self.rest(
             "PUT",
             f"/inboxes/{self.inbox_id}/address",
-            {"address": address, "signature": b64encode(signature)},
+            {"address": address, "signature": b64encode(signature), "issued_at": issued_at},
         )
 
     async def put_blob(self, data: bytes) -> str:

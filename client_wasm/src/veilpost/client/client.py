@@ -48,6 +48,7 @@ from typing import Any
 
 from veilpost.codec import DecodeError, decode
 from veilpost.crypto import CipherSuite, CryptoProvider, get_provider
+from veilpost.crypto.ethereum import address_of_private_key as ethereum_address_of
 from veilpost.crypto.ethereum import checksum_address
 from veilpost.mls import (
     ApplicationMessage,
@@ -418,11 +419,13 @@ class Client:
         """Bind an Ethereum address (the wallet key's) to this inbox: sign the binding with the
         wallet (EIP-191), put it in a new identity record version and register it at the relay.
         Returns the checksummed address."""
-        binding = AddressBinding.create(wallet_private_key, self.inbox_id)
         current = await self.identity(self.inbox_id, refresh=True)
-        if binding.address not in current.address_list():
+        address = ethereum_address_of(wallet_private_key)
+        binding = next((b for b in current.addresses if b.address == address), None)
+        if binding is None:
+            binding = AddressBinding.create(wallet_private_key, self.inbox_id, int(time.time()))
             await self._publish_record(current.successor(bind=[binding]))
-        await self.relay.bind_address(binding.address, binding.signature)
+        await self.relay.bind_address(binding.address, binding.signature, binding.issued_at)
         return binding.address
 
     async def admit_installation(self, public_key: bytes) -> None:
@@ -446,12 +449,12 @@ class Client:
             found = await self.relay.lookup_address(address)
             if found is None:
                 raise UnknownRecipient(f"no inbox is bound to address {address}")
-            inbox = found[0]
+            inbox, signature, issued_at = found
             record = await self.identity(inbox, refresh=True)
-            if address not in record.address_list():
+            if AddressBinding(address, signature, issued_at) not in record.addresses:
                 raise IdentityError(
                     f"the relay says {address} is inbox {inbox}, but that inbox's verified"
-                    " identity record does not bind it"
+                    " identity record does not hold that binding"
                 )
             return inbox
         inbox = recipient.lower()

@@ -465,9 +465,7 @@ class EncodedContent:
                 return _read_str(inner, "parameter name"), _read_str(inner, "parameter value")
 
             parameters = reader.vector(read_parameter, "parameters")
-            for before, after in itertools.pairwise(parameters):
-                if before[0] == after[0]:
-                    raise ContentDecodeError(f"duplicate parameter name {after[0]!r}")
+            for before, after in itertools.pairwise(parameters):  # duplicates: see cls()
                 if before[0] > after[0]:
                     raise ContentDecodeError(
                         f"parameter {after[0]!r} follows {before[0]!r}: names must ascend"
@@ -1304,7 +1302,10 @@ class MetadataChange:
 
 @dataclass(frozen=True)
 class GroupUpdated:
-    """Who changed the group, and how: inboxes added and removed, metadata changed."""
+    """Who changed the group, and how: inboxes added and removed, metadata changed.
+
+    ``initiated_by_inbox_id`` is empty when the committer's inbox is not known.
+    """
 
     initiated_by_inbox_id: str
     added_inboxes: tuple[str, ...] = ()
@@ -1312,7 +1313,7 @@ class GroupUpdated:
     metadata_changes: tuple[MetadataChange, ...] = ()
 
     def __post_init__(self) -> None:
-        _utf8(self.initiated_by_inbox_id, "initiator inbox id", MAX_INBOX_ID_BYTES, min_bytes=1)
+        _utf8(self.initiated_by_inbox_id, "initiator inbox id", MAX_INBOX_ID_BYTES)
         _check_str_tuple(self.added_inboxes, "added inboxes", MAX_INBOX_ID_BYTES)
         _check_str_tuple(self.removed_inboxes, "removed inboxes", MAX_INBOX_ID_BYTES)
         if not isinstance(self.metadata_changes, tuple) or not all(
@@ -1322,6 +1323,8 @@ class GroupUpdated:
 
 
 def _short_inbox(inbox_id: str) -> str:
+    if not inbox_id:
+        return "Someone"
     return inbox_id if len(inbox_id) <= 12 else inbox_id[:8] + "…"
 
 

@@ -13,12 +13,12 @@
   an installation the previous version listed. The relay can withhold a new version, never forge
   one.
 - An **address binding** (:class:`AddressBinding`) is an EIP-191 ``personal_sign`` signature
-  by an Ethereum wallet over :func:`veilpost.protocol.address_binding_text` of the inbox id;
-  anyone can check it by recovering the signer.
+  by an Ethereum wallet over :func:`veilpost.protocol.address_binding_text` of the inbox id and
+  the time of signing; anyone can check it by recovering the signer.
 
 Wire form of a record (TLS presentation language, RFC 9420 §2.1)::
 
-    struct { opaque address<V>; opaque signature<V>; } AddressBinding;   // 20, 65 bytes
+    struct { opaque address<V>; opaque signature<V>; uint64 issued_at; } AddressBinding;
     struct {
         opaque magic[4] = "VPIR"; uint16 format = 1;
         opaque inbox_id<V>; uint64 version;
@@ -134,17 +134,19 @@ class AddressBinding:
 
     address: str
     signature: bytes
+    issued_at: int
 
     @classmethod
-    def create(cls, wallet_private_key: bytes, inbox_id: str) -> AddressBinding:
-        """Sign the binding of the wallet's address to ``inbox_id`` (needs the wallet key)."""
-        text = address_binding_text(inbox_id).encode("utf-8")
+    def create(cls, wallet_private_key: bytes, inbox_id: str, issued_at: int) -> AddressBinding:
+        """Sign the binding of the wallet's address to ``inbox_id`` at Unix time
+        ``issued_at`` (needs the wallet key)."""
+        text = address_binding_text(inbox_id, issued_at).encode("utf-8")
         signature = ethereum.sign_message(wallet_private_key, text)
-        return cls(ethereum.address_of_private_key(wallet_private_key), signature)
+        return cls(ethereum.address_of_private_key(wallet_private_key), signature, issued_at)
 
     def verify(self, inbox_id: str) -> None:
         """Check that the address's wallet signed the binding to ``inbox_id``."""
-        text = address_binding_text(inbox_id).encode("utf-8")
+        text = address_binding_text(inbox_id, self.issued_at).encode("utf-8")
         try:
             ok = ethereum.verify_message(self.address, text, self.signature)
         except ValueError:
@@ -158,14 +160,16 @@ class AddressBinding:
     def encode(self, writer: Writer) -> None:
         writer.opaque(bytes.fromhex(self.address[2:]))
         writer.opaque(self.signature)
+        writer.uint64(self.issued_at)
 
     @classmethod
     def decode(cls, reader: Reader) -> AddressBinding:
         raw = reader.opaque("AddressBinding.address")
         signature = reader.opaque("AddressBinding.signature")
+        issued_at = reader.uint64("AddressBinding.issued_at")
         if len(raw) != 20 or len(signature) != 65:
             raise DecodeError("an address binding is a 20-byte address and a 65-byte signature")
-        return cls(ethereum.checksum_address("0x" + raw.hex()), signature)
+        return cls(ethereum.checksum_address("0x" + raw.hex()), signature, issued_at)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,12 @@ the value, so :meth:`Store.items` and :meth:`Store.messages` can return them.
 Every sealed field is ``nonce || ciphertext || tag`` with a fresh random 12-byte nonce. Its
 additional authenticated data names the table, the field and the row: the namespace and key
 (or conversation, message id, ``sent_at_ns`` and ``sequence``). A sealed value copied to
-another row, another field or another file, a changed timestamp and a flipped byte all fail
-authentication when read, and raise :class:`StoreCorrupted`.
+another row, another field or another file, a changed time or sequence and a flipped byte all
+fail authentication when read, and raise :class:`StoreCorrupted`.
+
+History is ordered by ``(sent_at_ns, message_id)``. SQLite sees only the time, so messages that
+share a time are ordered after their ids are opened: a page reads whole groups of equal times at
+its two ends, which costs nothing unless many messages share one nanosecond.
 
 What the file reveals without the key: how many records each namespace holds, how many
 messages each conversation holds, and their ``sent_at_ns`` and ``sequence`` (kept in clear so
@@ -339,8 +343,9 @@ class Store:
 
     def _read_meta(self) -> tuple[bytes, bytes] | None:
         """Return the file's salt and key check value, or ``None`` if the database is empty."""
-        db = self._db
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {
+            row[0] for row in self._execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
         if not tables:
             return None
         if "schema_version" not in tables:
@@ -348,7 +353,7 @@ class Store:
                 f"{self.path!r} is an SQLite database but not a Veilpost store"
                 f" (tables: {', '.join(sorted(tables))})"
             )
-        versions = db.execute("SELECT version FROM schema_version").fetchall()
+        versions = self._execute("SELECT version FROM schema_version").fetchall()
         if versions != [(SCHEMA_VERSION,)]:
             found = ", ".join(str(v[0]) for v in versions) or "none"
             raise StoreError(
@@ -358,7 +363,7 @@ class Store:
         if missing_tables := _TABLES - tables:
             missing = ", ".join(sorted(missing_tables))
             raise StoreCorrupted(f"{self.path!r} lacks the store tables {missing}")
-        meta: dict[str, object] = dict(db.execute("SELECT name, value FROM store_meta"))
+        meta: dict[str, object] = dict(self._execute("SELECT name, value FROM store_meta"))
         salt, key_check = meta.get("salt"), meta.get("key_check")
         if not isinstance(salt, bytes) or not isinstance(key_check, bytes):
             raise StoreCorrupted(f"{self.path!r} lacks its salt or key check value")
@@ -366,17 +371,14 @@ class Store:
 
     def _create(self, key: bytes) -> None:
         """Create the schema, the salt and the key check value in an empty database."""
-        db = self._db
         for statement in _SCHEMA:
-            db.execute(statement)
-        db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            self._execute(statement)
+        self._execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         salt = self._provider.random_bytes(_SALT_SIZE)
         self._derive_keys(key, salt)
         key_check = self._seal(_KEY_CHECK_AAD, _KEY_CHECK)
-        db.executemany(
-            "INSERT INTO store_meta (name, value) VALUES (?, ?)",
-            [("salt", salt), ("key_check", key_check)],
-        )
+        for name, value in (("salt", salt), ("key_check", key_check)):
+            self._execute("INSERT INTO store_meta (name, value) VALUES (?, ?)", (name, value))
 
     def _unlock(self, key: bytes, salt: bytes, key_check: bytes) -> None:
         """Derive the sub-keys of an existing file; :class:`WrongKey` if its check fails."""
@@ -426,6 +428,15 @@ class Store:
             raise StoreError(f"store {self.path!r} is closed")
         return self._connection
 
+    def _execute(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """Run one statement; SQLite's own errors become :class:`StoreError` subclasses."""
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.OperationalError as exc:  # locked, read-only, disk full, I/O error
+            raise StoreError(f"store {self.path!r}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # a malformed file
+            raise StoreCorrupted(f"store {self.path!r}: {exc}") from exc
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Make everything written inside one atomic unit: it all commits, or none of it.
@@ -433,21 +444,21 @@ class Store:
         Nestable: an inner transaction is a savepoint, undone alone if it raises inside an
         outer one that then goes on. Any exception, including ``KeyboardInterrupt``, rolls back.
         """
-        db = self._db
         depth = self._depth
         savepoint = f"veilpost_{depth}"
-        db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
+        self._execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
         self._depth = depth + 1
         try:
             yield
-            db.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
+            self._execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
         except BaseException:
-            if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            # SQLite may have rolled back already (disk full, I/O error), or the store be closed.
+            if self._connection is not None and self._connection.in_transaction:
                 if depth == 0:
-                    db.execute("ROLLBACK")
+                    self._execute("ROLLBACK")
                 else:
-                    db.execute(f"ROLLBACK TO {savepoint}")
-                    db.execute(f"RELEASE {savepoint}")
+                    self._execute(f"ROLLBACK TO {savepoint}")
+                    self._execute(f"RELEASE {savepoint}")
             raise
         finally:
             self._depth = depth
@@ -484,7 +495,7 @@ class Store:
     def get(self, namespace: str, key: str) -> bytes | None:
         """Return the value of ``key`` in ``namespace``, or ``None`` if there is none."""
         lookup = self._tag("record", _text("namespace", namespace), _text("key", key))
-        row = self._db.execute(
+        row = self._execute(
             "SELECT sealed_value FROM records WHERE lookup = ?", (lookup,)
         ).fetchone()
         if row is None:
@@ -499,7 +510,7 @@ class Store:
         sealed_value = self._seal(
             _frame("records.sealed_value", namespace, key), _blob("value", value)
         )
-        self._db.execute(
+        self._execute(
             "INSERT INTO records (lookup, namespace_tag, sealed_key, sealed_value)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (lookup) DO UPDATE SET"
             " sealed_key = excluded.sealed_key, sealed_value = excluded.sealed_value",
@@ -509,12 +520,12 @@ class Store:
     def delete(self, namespace: str, key: str) -> None:
         """Remove ``key`` from ``namespace``; nothing happens if it is absent."""
         lookup = self._tag("record", _text("namespace", namespace), _text("key", key))
-        self._db.execute("DELETE FROM records WHERE lookup = ?", (lookup,))
+        self._execute("DELETE FROM records WHERE lookup = ?", (lookup,))
 
     def items(self, namespace: str) -> list[tuple[str, bytes]]:
         """Return every ``(key, value)`` of ``namespace``, sorted by key."""
         namespace_tag = self._tag("namespace", _text("namespace", namespace))
-        rows = self._db.execute(
+        rows = self._execute(
             "SELECT lookup, sealed_key, sealed_value FROM records WHERE namespace_tag = ?",
             (namespace_tag,),
         ).fetchall()
@@ -555,7 +566,7 @@ class Store:
         sealed_record = self._seal(
             _message_aad(conversation, message_id, sent_at_ns, sequence), _blob("record", record)
         )
-        cursor = self._db.execute(
+        cursor = self._execute(
             f"INSERT INTO messages (conversation_tag, {_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING",
             (conversation_tag, message_tag, sent_at_ns, sequence, sealed_id, sealed_record),
@@ -568,7 +579,7 @@ class Store:
         message_tag = self._tag("message", conversation, _text("message_id", message_id))
         _blob("record", record)
         with self.transaction():
-            row = self._db.execute(
+            row = self._execute(
                 "SELECT sent_at_ns, sequence FROM messages"
                 " WHERE conversation_tag = ? AND message_tag = ?",
                 (conversation_tag, message_tag),
@@ -579,7 +590,7 @@ class Store:
             sealed = self._seal(
                 _message_aad(conversation, message_id, sent_at_ns, sequence), record
             )
-            self._db.execute(
+            self._execute(
                 "UPDATE messages SET sealed_record = ?"
                 " WHERE conversation_tag = ? AND message_tag = ?",
                 (sealed, conversation_tag, message_tag),
@@ -600,7 +611,7 @@ class Store:
     def count_messages(self, conversation: str) -> int:
         """Return how many messages of ``conversation`` are stored."""
         conversation_tag = self._tag("conversation", _text("conversation", conversation))
-        row = self._db.execute(
+        row = self._execute(
             "SELECT COUNT(*) FROM messages WHERE conversation_tag = ?", (conversation_tag,)
         ).fetchone()
         return int(row[0])
@@ -608,7 +619,7 @@ class Store:
     def delete_conversation(self, conversation: str) -> None:
         """Remove every stored message of ``conversation``."""
         conversation_tag = self._tag("conversation", _text("conversation", conversation))
-        self._db.execute("DELETE FROM messages WHERE conversation_tag = ?", (conversation_tag,))
+        self._execute("DELETE FROM messages WHERE conversation_tag = ?", (conversation_tag,))
 
     def messages(
         self,
@@ -651,7 +662,7 @@ class Store:
         if end is not None:
             where, params = f"{where} AND sent_at_ns {within} ?", (*params, end.sent_at_ns)
         if len(candidates) < limit:
-            cutoff = self._db.execute(
+            cutoff = self._execute(
                 f"SELECT sent_at_ns FROM messages WHERE conversation_tag = ?{where}"
                 f" ORDER BY sent_at_ns {'DESC' if newest_first else 'ASC'} LIMIT 1 OFFSET ?",
                 (conversation_tag, *params, limit - len(candidates) - 1),
@@ -669,7 +680,7 @@ class Store:
     def _message_rows(
         self, conversation: str, conversation_tag: bytes, where: str, params: tuple[object, ...]
     ) -> list[_MessageRow]:
-        rows: list[_MessageRow] = self._db.execute(
+        rows: list[_MessageRow] = self._execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_tag = ?{where}",
             (conversation_tag, *params),
         ).fetchall()
