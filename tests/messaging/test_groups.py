@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from veilpost.client.errors import PermissionDenied
+from veilpost.client.errors import NotAMember, PermissionDenied
 from veilpost.client.policy import Role
 
 from .conftest import Relay
@@ -107,3 +107,25 @@ async def test_non_admin_cannot_remove_a_member(
     for peer in (a, b, c):
         assert peer.client.group(cid).epoch == epoch
         assert len(peer.client.conversation(cid).members) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_member_leaves_and_another_commits_it(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
+    a, b, c = await _open(relay.url, ["a", "b", "c"], peers, tmp_path)
+    group = await a.client.new_group([b.inbox_id, c.inbox_id], name="club")
+    cid = group.id
+    for peer in (b, c):
+        await peer.wait_for(lambda p: cid in {x.id for x in p.client.conversations()}, what="join")
+    await c.client.leave(cid)  # c is not an admin: leaving needs no permission
+    await c.wait_for(lambda p: not p.client.conversation(cid).active, what="c has left")
+    for peer in (a, b):
+        await peer.wait_for(lambda p: len(p.client.conversation(cid).members) == 2, what="two")
+        assert c.inbox_id not in peer.client.conversation(cid).members
+        assert not peer.client.failures()
+    await b.client.send(cid, "after c left")
+    await a.wait_for(lambda p: p.texts(cid) == ["after c left"], what="message")
+    assert c.texts(cid) == []
+    with pytest.raises(NotAMember):
+        await c.client.send(cid, "still here?")
