@@ -63,12 +63,13 @@ async def open_peer(
     *,
     key: InstallationKey | None = None,
     store_key: bytes | None = None,
+    store_path: Path | None = None,
     start: bool = True,
 ) -> Peer:
     """Connect a client (a fresh key unless ``key``) with its store in ``directory``."""
     key = key or InstallationKey.generate()
     store_key = store_key or new_key()
-    path = directory / f"{name}-{key.installation_id[:8]}.sqlite3"
+    path = store_path or directory / f"{name}-{key.installation_id[:8]}.sqlite3"
     store = Store.open(str(path), store_key)
     connection = await RelayConnection.open(url, key)
     client = Client(key, connection.inbox_id, store, connection)

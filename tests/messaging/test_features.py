@@ -214,3 +214,52 @@ async def test_history_pages_both_ways(relay: Relay, peers: list[Peer], tmp_path
     nxt = a.client.messages(dm.id, limit=3, newest_first=False, after=after)
     assert [m.text for m in nxt] == ["m2", "m3", "m4"]
     assert welcome_topic(a.client.installation_id) in a.client.topics()
+
+
+async def test_lost_acks_and_a_restart_lose_nothing(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
+    from veilpost.transport import RelayUnavailable
+
+    a, b = await _pair(relay, peers, tmp_path)
+    c = await open_peer(relay.url, "c", tmp_path)
+    peers.append(c)
+    group = await a.client.new_group([b.inbox_id], name="acks")
+    await b.wait_for(lambda p: bool(p.client.conversations()), what="b joins")
+    real = a.connection.publish
+
+    async def ack_lost(topic: str, publish_id: str, payload: bytes) -> int:
+        await real(topic, publish_id, payload)  # the relay stores it, but the ack is lost
+        raise RelayUnavailable("connection lost before the ack")
+
+    a.connection.publish = ack_lost  # type: ignore[method-assign]
+    message = await a.client.send(group.id, "ack lost")
+    assert message.status == "failed"
+    with pytest.raises(RelayUnavailable):
+        await a.client.add_members(group.id, [c.inbox_id])  # the Commit is stored, unacked
+    a.connection.publish = real  # type: ignore[method-assign]
+    # The echoes settle both: the message is sent, the Commit merged and its Welcome sent.
+    await c.wait_for(lambda p: bool(p.client.conversations()), what="c joins")
+    await b.wait_for(lambda p: p.texts(group.id) == ["ack lost"], what="b gets it once")
+    await a.wait_for(
+        lambda p: [m.status for m in p.messages(group.id) if m.text == "ack lost"] == ["sent"],
+        what="marked sent",
+    )
+
+    async def unreachable(topic: str, publish_id: str, payload: bytes) -> int:
+        raise RelayUnavailable("no network")
+
+    a.connection.publish = unreachable  # type: ignore[method-assign]
+    offline = await a.client.send(group.id, "written offline")
+    assert offline.status == "failed"
+    await a.close()  # "crash"; then start again from the same encrypted file
+    peers.remove(a)
+    again = await open_peer(
+        relay.url, "a", tmp_path, key=a.key, store_key=a.store_key, store_path=a.store_path
+    )
+    peers.append(again)
+    for peer in (b, c):
+        await peer.wait_for(lambda p: "written offline" in p.texts(group.id), what="after restart")
+    assert b.texts(group.id) == ["ack lost", "written offline"]
+    sent = [m for m in again.messages(group.id) if m.text == "written offline"]
+    assert len(sent) == 1 and sent[0].status == "sent"

@@ -52,6 +52,7 @@ from veilpost.crypto.ethereum import address_of_private_key as ethereum_address_
 from veilpost.crypto.ethereum import checksum_address
 from veilpost.mls import (
     ApplicationMessage,
+    CommitOutput,
     Group,
     GroupConfig,
     KeyPackageBundle,
@@ -112,6 +113,7 @@ KEY_PACKAGE_LOW_WATER = 10
 LAST_RESORT_ROTATION_SECONDS = 7 * 24 * 3600
 RETIRED_KEY_GRACE_SECONDS = 14 * 24 * 3600
 MAX_COMMIT_ATTEMPTS = 8
+_TRANSIENT = frozenset({"relay_unavailable", "unavailable", "rate_limited", "internal_error"})
 MAX_IDENTITY_FETCHES = 256  # per envelope: a Welcome into a group of that many inboxes
 
 _GROUPS = "groups"  # group id hex -> Group.to_bytes()
@@ -120,7 +122,7 @@ _CURSORS = "cursors"  # topic -> last processed sequence
 _RECORDS = "identity"  # inbox id -> verified IdentityRecord bytes
 _KEY_PACKAGES = "key_packages"  # ref hex -> JSON {bundle, created, last_resort, retired}
 _FAILURES = "failures"  # "topic#sequence" -> JSON {reason, check}
-_SETTINGS = "settings"
+_OUTBOX = "outbox"  # "topic|id" -> JSON {topic, id, payload, conversation, message}
 
 
 def message_id_of(payload: bytes) -> str:
@@ -469,6 +471,85 @@ class Client:
         await self._ensure_identity_record()
         await self.ensure_key_packages()
         await self.relay.subscribe(self.topics())
+        await self._resume_pending_commits()
+        await self.flush_outbox()
+
+    async def _resume_pending_commits(self) -> None:
+        """A Commit made before a crash, not known to be accepted: publish it again (the same
+        id, so the relay stores it once) and merge it, or drop it if it lost its epoch."""
+        for group in list(self._groups.values()):
+            if group.pending_commit is not None and group.is_active:
+                try:
+                    await self._resolve_pending(group)
+                except RelayError as exc:
+                    log.warning("a pending commit of %s: %s", group.group_id.hex(), exc)
+
+    async def _resolve_pending(self, group: Group) -> None:
+        """Publish a pending Commit again (same id: stored once) and merge it, or drop it if
+        the relay refuses it (then catch up with the Commit that won)."""
+        pending = group.pending_commit
+        if pending is None:
+            return
+        topic = group_topic(group.group_id)
+        try:
+            await self.relay.publish(topic, message_id_of(pending.commit), pending.commit)
+        except RelayError as exc:
+            if exc.code in _TRANSIENT:
+                raise
+            async with self._lock:
+                if group.pending_commit is not None:
+                    group.discard_pending_commit()
+                    self._save_group_now(group)
+            await self.catch_up(topic)
+            return
+        async with self._lock:
+            if group.pending_commit is not None:
+                self._merge_own_commit(group, pending)
+        await self.flush_outbox()
+
+    def _outbox_put(
+        self,
+        topic: str,
+        publish_id: str,
+        payload: bytes,
+        *,
+        conversation: str | None = None,
+    ) -> None:
+        entry = {
+            "topic": topic,
+            "id": publish_id,
+            "payload": payload.hex(),
+            "conversation": conversation,
+        }
+        self.store.put(_OUTBOX, f"{topic}|{publish_id}", json.dumps(entry).encode())
+
+    async def flush_outbox(self) -> int:
+        """Publish what was stored to be sent but is not known to be (Welcomes after their
+        Commit, messages interrupted by a crash or a lost connection). Returns how many went
+        out; what the relay refuses for good is marked failed and dropped from the outbox."""
+        sent = 0
+        for key, raw in self.store.items(_OUTBOX):
+            entry = json.loads(raw)
+            conversation = entry["conversation"]
+            if conversation is not None:
+                stored = self.store.get_message(conversation, entry["id"])
+                if stored is None or Message.from_record(stored.record).status == "sent":
+                    self.store.delete(_OUTBOX, key)
+                    continue
+                await self._publish_message(Message.from_record(stored.record), entry["topic"])
+                sent += 1
+                continue
+            try:
+                await self.relay.publish(
+                    entry["topic"], entry["id"], bytes.fromhex(entry["payload"])
+                )
+            except RelayError as exc:
+                if exc.code in _TRANSIENT:
+                    continue
+                log.warning("the relay refused %s for good: %s", key, exc)
+            self.store.delete(_OUTBOX, key)
+            sent += 1
+        return sent
 
     async def ensure_key_packages(self, *, now: int | None = None) -> int:
         """Keep the relay stocked: top the batch up to :data:`KEY_PACKAGE_BATCH` when fewer than
@@ -773,6 +854,9 @@ class Client:
             group = self._groups[group_id]
             if not group.is_active:
                 raise NotAMember(f"this installation is not a member of group {group_id.hex()}")
+            if group.pending_commit is not None:  # an earlier attempt was interrupted
+                await self._resolve_pending(group)
+                continue
             args = await plan(group)
             if args is None:
                 return None
@@ -801,35 +885,48 @@ class Client:
                         self._save_group_now(group)
                 await self.catch_up(topic)
                 continue
-            except BaseException:
-                async with self._lock:
-                    if group.pending_commit is not None and group.epoch == epoch:
-                        group.discard_pending_commit()
-                        self._save_group_now(group)
+            except RelayError as exc:
+                if exc.code not in _TRANSIENT:  # refused for good: drop it
+                    async with self._lock:
+                        if group.pending_commit is not None and group.epoch == epoch:
+                            group.discard_pending_commit()
+                            self._save_group_now(group)
                 raise
+            # Anything else (a lost connection, a cancelled task) leaves the Commit pending: the
+            # relay may have stored it. Its echo merges it; else the next commit or start-up
+            # publishes it again under the same id.
             async with self._lock:
                 if group.pending_commit is not None and group.epoch == epoch:
-                    before, metadata_before = dict(group.members), self._metadata(group)
-                    group.merge_pending_commit()
+                    self._merge_own_commit(group, output)
+                elif output.welcome is not None:
+                    # The echo merged it first; the Welcomes still have to go out.
                     with self.store.transaction():
-                        self._after_commit_sync(
-                            group,
-                            output.staged,
-                            before,
-                            metadata_before,
-                            message_id_of(output.commit),
-                            None,
-                        )
-                        self._save_group(group)
-            if output.welcome is not None:
-                for member in output.staged.added:
-                    target = welcome_topic(installation_id(member.signature_key))
-                    await self.relay.publish(target, message_id_of(output.welcome), output.welcome)
+                        self._queue_welcomes(output)
+            await self.flush_outbox()
             return output.staged
         raise ClientError(
             f"gave up committing to group {group_id.hex()} after {MAX_COMMIT_ATTEMPTS}"
             " epoch conflicts"
         )
+
+    def _merge_own_commit(self, group: Group, output: CommitOutput) -> None:
+        """Enter the epoch of this member's accepted Commit, and queue its Welcomes, in one
+        transaction (the lock is held)."""
+        before, metadata_before = dict(group.members), self._metadata(group)
+        group.merge_pending_commit()
+        with self.store.transaction():
+            self._after_commit_sync(
+                group, output.staged, before, metadata_before, message_id_of(output.commit), None
+            )
+            self._save_group(group)
+            self._queue_welcomes(output)
+
+    def _queue_welcomes(self, output: CommitOutput) -> None:
+        if output.welcome is None:
+            return
+        for member in output.staged.added:
+            target = welcome_topic(installation_id(member.signature_key))
+            self._outbox_put(target, message_id_of(output.welcome), output.welcome)
 
     def _is_listed(self, inbox: str, key: bytes) -> bool:
         record = self._records.get(inbox)
@@ -859,6 +956,7 @@ class Client:
                 status="sending",
                 payload=payload,
             )
+            topic = group_topic(group.group_id)
             with self.store.transaction():
                 self._save_group(group)
                 self.store.add_message(
@@ -868,7 +966,8 @@ class Client:
                     sequence=None,
                     record=message.to_record(),
                 )
-        return await self._publish_message(message, group_topic(group.group_id))
+                self._outbox_put(topic, message.id, payload, conversation=conversation_id)
+        return await self._publish_message(message, topic)
 
     async def send_attachment(
         self, conversation_id: str, filename: str, mime_type: str, data: bytes
@@ -908,11 +1007,16 @@ class Client:
         return await self._publish_message(message, topic)
 
     async def _publish_message(self, message: Message, topic: str) -> Message:
+        """Publish a stored message; it stays in the outbox (sent again by
+        :meth:`flush_outbox`) while the failure is transient."""
+        transient = False
         try:
             sequence = await self.relay.publish(topic, message.id, message.payload or b"")
         except (TimeoutError, RelayError, OSError) as exc:
+            code = getattr(exc, "code", None)
+            transient = code in _TRANSIENT or not isinstance(exc, RelayError)
             message.status = "failed"
-            message.error = getattr(exc, "code", None) or str(exc) or type(exc).__name__
+            message.error = code or str(exc) or type(exc).__name__
         else:
             message.status, message.sequence, message.error, message.payload = (
                 "sent",
@@ -920,7 +1024,13 @@ class Client:
                 None,
                 None,
             )
-        self.store.update_message(message.conversation_id, message.id, message.to_record())
+        with self.store.transaction():
+            stored = self.store.get_message(message.conversation_id, message.id)
+            # (The echo may have been processed first and marked it sent already.)
+            if stored is not None and Message.from_record(stored.record).status != "sent":
+                self.store.update_message(message.conversation_id, message.id, message.to_record())
+            if not transient:
+                self.store.delete(_OUTBOX, f"{topic}|{message.id}")
         self._emit(ClientEvent("message", message.conversation_id, message))
         return message
 
@@ -1111,6 +1221,7 @@ class Client:
             return  # an old epoch's handshake (e.g. a commit that lost its race)
         before = dict(group.members)
         metadata_before = self._metadata(group)
+        pending = group.pending_commit
         event = group.process(envelope.payload)
         if isinstance(event, ApplicationMessage):
             self._store_received(envelope, group, event)
@@ -1121,6 +1232,9 @@ class Client:
             self._save_group(group)
         elif isinstance(event, StagedCommit):
             if event.own:  # our pending Commit, echoed before its ack: merged already
+                if pending is not None and pending.staged is event:
+                    self._queue_welcomes(pending)
+                    self._spawn(self.flush_outbox())
                 self._after_commit_sync(
                     group,
                     event,
@@ -1185,6 +1299,7 @@ class Client:
         stored = self.store.get_message(conversation_id, message_id_of(envelope.payload))
         if stored is None:
             return
+        self.store.delete(_OUTBOX, f"{envelope.topic}|{message_id_of(envelope.payload)}")
         message = Message.from_record(stored.record)
         if message.status != "sent":
             message.status, message.sequence, message.payload, message.error = (
