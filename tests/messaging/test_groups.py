@@ -129,3 +129,33 @@ async def test_a_member_leaves_and_another_commits_it(
     assert c.texts(cid) == []
     with pytest.raises(NotAMember):
         await c.client.send(cid, "still here?")
+
+
+@pytest.mark.asyncio
+async def test_a_members_proposal_is_not_committed_by_others(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
+    """A plain member proposes making itself super admin; the admin's next commit does not
+    carry it along (clients commit others' proposals only when they are departures)."""
+    from veilpost.client.client import message_id_of
+    from veilpost.client.policy import metadata_of
+    from veilpost.protocol import group_topic
+
+    a, b, c, d = await _open(relay.url, ["a", "b", "c", "d"], peers, tmp_path)
+    group = await a.client.new_group([b.inbox_id, c.inbox_id], name="g")
+    cid = group.id
+    for peer in (b, c):
+        await peer.wait_for(lambda p: cid in {x.id for x in p.client.conversations()}, what="join")
+    mls = c.client.group(cid)
+    metadata = metadata_of(mls.extensions)
+    assert metadata is not None
+    grab = metadata.with_role(c.inbox_id, Role.SUPER_ADMIN).to_extension()
+    async with c.client._lock:
+        proposal = mls.propose_group_context_extensions([grab])
+    await c.connection.publish(group_topic(mls.group_id), message_id_of(proposal), proposal)
+    await a.wait_for(lambda p: bool(p.client.group(cid).cached_proposal_refs), what="cached")
+    await a.client.add_members(cid, [d.inbox_id])
+    await d.wait_for(lambda p: cid in {x.id for x in p.client.conversations()}, what="d joins")
+    for peer in (a, b, c, d):
+        await peer.wait_for(lambda p: len(p.client.conversation(cid).members) == 4, what="four")
+        assert peer.client.conversation(cid).super_admins == (a.inbox_id,)

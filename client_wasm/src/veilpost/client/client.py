@@ -241,6 +241,7 @@ class _GroupInfo:
     conversation_id: str
     joined_epoch: int
     leaving: dict[str, int] = field(default_factory=dict)  # inbox -> epoch it proposed leaving
+    departures: list[str] = field(default_factory=list)  # refs (hex) of those proposals
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__).encode()
@@ -860,6 +861,8 @@ class Client:
             args = await plan(group)
             if args is None:
                 return None
+            # Others' proposals go in only when named (departures): never by default.
+            args.setdefault("include_proposals", False)
             async with self._lock:
                 group = self._groups[group_id]
                 epoch = group.epoch
@@ -1320,8 +1323,9 @@ class Client:
             return
         inbox = inbox_of_credential(proposer.credential)
         if inbox_of_credential(target.credential) != inbox:
-            return
+            return  # a departure removes installations of the proposer's own inbox
         info.leaving[inbox] = group.epoch
+        info.departures.append(event.ref.hex())
         if inbox == self.inbox_id:
             return
         # The lowest remaining leaf commits the departure (any member may; one suffices).
@@ -1335,7 +1339,9 @@ class Client:
 
     async def _commit_leave(self, group_id: bytes) -> None:
         async def plan(group: Group) -> dict[str, Any] | None:
-            return {} if group.cached_proposal_refs else None
+            cached = {ref.hex() for ref in group.cached_proposal_refs}
+            refs = [bytes.fromhex(r) for r in self._info[group_id].departures if r in cached]
+            return {"include_proposals": refs} if refs else None
 
         try:
             await self._commit(group_id, plan)
@@ -1353,6 +1359,7 @@ class Client:
     ) -> None:
         info = self._info[group.group_id]
         info.leaving.clear()
+        info.departures.clear()
         if staged.self_removed or group.removed:
             self._emit(ClientEvent("removed", info.conversation_id))
             return

@@ -205,7 +205,9 @@ class IdentityRecord:
         """The next version with installations added or removed and addresses bound."""
         removed = {bytes(k) for k in remove}
         keys = [k for k in self.installations if k not in removed]
-        keys += [bytes(k) for k in add if bytes(k) not in keys and bytes(k) not in removed]
+        for key in map(bytes, add):
+            if key not in keys and key not in removed:
+                keys.append(key)
         bindings = {b.address: b for b in self.addresses}
         bindings.update({b.address: b for b in bind})
         return IdentityRecord(

@@ -13,12 +13,16 @@ staged Commit before merging it, and to its own Commit before sending it:
 - adding an installation of an inbox that is already a member (a new device) is always
   allowed; adding a new inbox needs ``policy.add_member``;
 - removing installations of one's own inbox, installations that their inbox's identity record
-  no longer lists (revoked devices), or an inbox that asked to leave (it proposed its own
-  removal this epoch) is always allowed; removing anyone else needs ``policy.remove_member``,
-  and removing a super admin needs a super admin;
+  no longer lists (revoked devices), or an inbox that asked to leave (one of its installations
+  proposed removing its inbox's installations this epoch) is always allowed; removing anyone
+  else needs ``policy.remove_member``, and removing a super admin needs a super admin;
 - changing the name or description needs ``policy.update_metadata``; changing roles or the
   policy needs a super admin; the kind and a DM's pair never change;
-- a DM never gains or loses an inbox: only devices of its two inboxes.
+- a DM never gains or loses an inbox: only devices of its two inboxes (and nobody removes the
+  other inbox's listed devices).
+
+Honest clients commit other members' proposals only when they are departures (a member's own
+removal); a committer answers for every proposal its Commit covers.
 
 Wire form (TLS presentation language)::
 
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from veilpost.codec import DecodeError, Reader, Writer
 from veilpost.mls.events import Member, StagedCommit
 from veilpost.mls.extensions import Extension, find_extension
+from veilpost.protocol import is_installation_id
 
 from .errors import PermissionDenied
 from .identity import inbox_of_credential
@@ -166,6 +171,11 @@ class GroupMetadata:
                 Permission(reader.uint8("update_metadata")),
             )
             dm = inboxes("GroupMetadata.dm_inboxes")
+            for inbox in (*supers, *admins, *dm):
+                if not is_installation_id(inbox):
+                    raise DecodeError(f"{inbox[:40]!r} is not an inbox id")
+            if list(dm) != sorted(set(dm)):
+                raise DecodeError("a DM's inboxes are distinct and sorted")
         except (ValueError, UnicodeDecodeError) as exc:
             if isinstance(exc, DecodeError):
                 raise
@@ -231,7 +241,7 @@ def check_commit(
         if not is_listed(inbox, removed.signature_key):
             continue  # a revoked device
         if dm:
-            raise _deny("policy.dm_members", "nobody removes the other inbox of a DM")
+            raise _deny("policy.dm_members", "nobody removes the other inbox's devices in a DM")
         needed = (
             Permission.SUPER_ADMIN
             if metadata.role_of(inbox) == Role.SUPER_ADMIN
@@ -242,9 +252,23 @@ def check_commit(
                 "policy.remove_member",
                 f"inbox {committer} ({role.name.lower()}) may not remove inbox {inbox}",
             )
+    if dm:
+        removed_leaves = {m.leaf_index for m in staged.removed}
+        after = {
+            inbox_of_credential(m.credential)
+            for leaf, m in members.items()
+            if leaf not in removed_leaves
+        } | {inbox_of_credential(m.credential) for m in staged.added}
+        if after != set(metadata.dm_inboxes):
+            raise _deny("policy.dm_members", "a DM always holds exactly its two inboxes")
     if staged.extensions is None:
         return metadata
-    new = metadata_of(staged.extensions)
+    try:
+        new = metadata_of(staged.extensions)
+    except DecodeError as exc:
+        raise _deny(
+            "policy.metadata_invalid", f"the new group metadata is malformed: {exc}"
+        ) from None
     if new is None:
         raise _deny("policy.metadata_removed", "a commit may not drop the group metadata")
     if new.kind != metadata.kind or new.dm_inboxes != metadata.dm_inboxes:
