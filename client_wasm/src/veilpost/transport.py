@@ -435,9 +435,13 @@ class RelayConnection:
             ),
         )
 
-    async def identity_record(self, inbox_id: str, version: int) -> tuple[bytes, bytes, bytes]:
-        answer = await self.rest("GET", f"/inboxes/{inbox_id}/identity-record?version={version}")
+    async def identity_record(
+        self, inbox_id: str, version: int | None
+    ) -> tuple[int, bytes, bytes, bytes]:
+        query = "" if version is None else f"?version={version}"
+        answer = await self.rest("GET", f"/inboxes/{inbox_id}/identity-record{query}")
         return (
+            int(answer["version"]),
             b64decode(answer["record"]),
             b64decode(answer["signature"]),
             b64decode(answer["signer_public_key"]),

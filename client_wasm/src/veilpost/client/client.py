@@ -289,6 +289,9 @@ class Client:
         self._info: dict[bytes, _GroupInfo] = {}
         self._records: dict[str, IdentityRecord] = {}
         self._fresh: set[str] = set()
+        # While set, credential checks note unknown inboxes here instead of raising at the
+        # first: one pass finds every record a Welcome or Commit needs.
+        self._missing: set[str] | None = None
         self._cursors: dict[str, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._load()
@@ -359,7 +362,15 @@ class Client:
                 f"installation {installation_id(signature_key)} is not in the verified"
                 f" identity record of inbox {inbox}"
             )
+        if self._missing is not None:
+            self._missing.add(inbox)
+            return
         raise IdentityNeeded(inbox)
+
+    def _check_missing(self) -> None:
+        """After a collecting pass: ask for every record it found missing (nothing is kept)."""
+        if self._missing:
+            raise IdentityNeeded(*sorted(self._missing))
 
     async def identity(self, inbox_id: str, *, refresh: bool = False) -> IdentityRecord:
         """The verified identity record of ``inbox_id`` (fetched and verified when unknown,
@@ -368,19 +379,19 @@ class Client:
         if cached is not None and not refresh:
             return cached
         try:
-            info = await self.relay.inbox(inbox_id)
+            newest = SignedRecord(*await self.relay.identity_record(inbox_id, None))
         except RelayError as exc:
             if exc.code in ("unknown_inbox", "invalid_installation_id"):
                 raise UnknownRecipient(f"inbox {inbox_id} is not known to the relay") from None
+            if exc.code == "unknown_identity_record":
+                raise IdentityError(f"inbox {inbox_id} has published no identity record") from None
             raise
-        latest = info.latest_record_version
-        if latest is None:
-            raise IdentityError(f"inbox {inbox_id} has published no identity record")
         start = 1 if cached is None else cached.version + 1
         versions = []
-        for version in range(start, latest + 1):
-            record, signature, signer = await self.relay.identity_record(inbox_id, version)
-            versions.append(SignedRecord(version, record, signature, signer))
+        for version in range(start, newest.version):  # usually none: most inboxes have one
+            versions.append(SignedRecord(*await self.relay.identity_record(inbox_id, version)))
+        if newest.version >= start:
+            versions.append(newest)
         verified = (
             verify_record_chain(inbox_id, versions, cached, provider=self.provider)
             if versions
@@ -402,8 +413,14 @@ class Client:
         self.store.put(_RECORDS, self.inbox_id, data)
 
     async def _ensure_identity_record(self) -> None:
-        info = await self.relay.inbox(self.inbox_id)
-        if info.latest_record_version is None:
+        try:
+            await self.relay.identity_record(self.inbox_id, None)
+            published = True
+        except RelayError as exc:
+            if exc.code != "unknown_identity_record":
+                raise
+            published = False
+        if not published:
             if self.inbox_id != self.installation_id:
                 raise IdentityError(
                     "this installation belongs to an inbox without an identity record;"
@@ -1094,21 +1111,26 @@ class Client:
             await self.catch_up(envelope.topic)
             if envelope.sequence <= self.cursor(envelope.topic):
                 return
-        for _attempt in range(MAX_IDENTITY_FETCHES):
+        for attempt in range(MAX_IDENTITY_FETCHES):
             try:
                 async with self._lock:
                     if envelope.sequence <= self.cursor(envelope.topic):
                         return
-                    await self._process_locked(envelope)
+                    self._missing = set() if attempt == 0 else None
+                    try:
+                        await self._process_locked(envelope)
+                    finally:
+                        self._missing = None
                 break
             except IdentityNeeded as need:
                 # MLS may have spent a ratchet key before it asked: go back to the saved state.
                 async with self._lock:
                     self._reload_group(envelope.topic)
                 try:
-                    await self.identity(need.inbox_id, refresh=True)
+                    for inbox in need.inbox_ids:
+                        await self.identity(inbox, refresh=True)
                 except (ClientError, RelayError) as exc:
-                    await self._record_failure(envelope, f"identity of {need.inbox_id}: {exc}")
+                    await self._record_failure(envelope, f"identity of {inbox}: {exc}")
                     break
         else:
             await self._record_failure(envelope, "member identities kept changing")
@@ -1179,6 +1201,7 @@ class Client:
         group = Group.join_from_welcome(
             envelope.payload, bundle, provider=self.provider, config=self._config()
         )
+        self._check_missing()
         if group.group_id in self._groups and self._groups[group.group_id].is_active:
             return  # a repeated Welcome
         metadata = self._metadata(group)
@@ -1226,6 +1249,7 @@ class Client:
         metadata_before = self._metadata(group)
         pending = group.pending_commit
         event = group.process(envelope.payload)
+        self._check_missing()
         if isinstance(event, ApplicationMessage):
             self._store_received(envelope, group, event)
         elif isinstance(event, OwnMessage):

@@ -38,9 +38,9 @@ class IdentityNeeded(Exception):
     """Raised inside MLS validation when a member's inbox record is not known (or is stale):
     the client fetches it and processes the message again. Never escapes the client."""
 
-    def __init__(self, inbox_id: str) -> None:
-        super().__init__(f"the identity record of inbox {inbox_id} is needed")
-        self.inbox_id = inbox_id
+    def __init__(self, *inbox_ids: str) -> None:
+        super().__init__(f"the identity records of inboxes {', '.join(inbox_ids)} are needed")
+        self.inbox_ids = inbox_ids
 
 
 class PermissionDenied(ClientError):

@@ -97,8 +97,11 @@ class RelayPort(Protocol):
 
     async def inbox(self, inbox_id: str) -> InboxInfo: ...
 
-    async def identity_record(self, inbox_id: str, version: int) -> tuple[bytes, bytes, bytes]:
-        """Version ``version`` of the inbox's record: ``(record, signature, signer key)``."""
+    async def identity_record(
+        self, inbox_id: str, version: int | None
+    ) -> tuple[int, bytes, bytes, bytes]:
+        """Version ``version`` (``None``: the latest) of the inbox's record: ``(version,
+        record, signature, signer key)``."""
         ...
 
     async def put_identity_record(
