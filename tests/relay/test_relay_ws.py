@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings as django_settings
 from django.utils import timezone
 from relay_support import (
     Device,
@@ -323,9 +324,10 @@ async def test_oversized_envelope_is_refused(settings: Any) -> None:
 
 async def test_frame_far_beyond_the_limit_is_refused_unread() -> None:
     client = await RelayClient.connect()
+    beyond = 2 * django_settings.VEILPOST_MAX_ENVELOPE_BYTES  # base64 of it is 8/3 of that
 
     await client.communicator.send_to(
-        text_data='{"type": "publish", "payload": "' + "A" * (2 << 20) + '"}'
+        text_data='{"type": "publish", "payload": "' + "A" * beyond + '"}'
     )
 
     await client.error("frame_too_large")
