@@ -176,3 +176,51 @@ async def test_agent_killed_and_restarted_loses_nothing(
         assert store.count_messages(f"dm:{user.inbox_id}") == 10
     finally:
         store.close()
+
+
+@pytest.mark.asyncio
+async def test_cli_adds_a_second_device(relay: Relay, tmp_path: Path) -> None:
+    agent_env = _env(relay.url, tmp_path / "agent.sqlite3", new_key())
+    process, inbox = await _start_echo_agent(agent_env, tmp_path / "agent.log")
+    laptop = _env(relay.url, tmp_path / "laptop.sqlite3", new_key())
+    phone = _env(relay.url, tmp_path / "phone.sqlite3", new_key())
+
+    def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=90)
+
+    try:
+        assert cli(laptop, "send", inbox, "from the laptop", "--wait", "5").returncode == 0
+        made = cli(phone, "device", "new")
+        assert made.returncode == 0, made.stderr
+        key = re.findall(r"public key: ([0-9a-f]{64})", made.stdout)[0]
+        admit = subprocess.Popen(
+            [*CLI, "device", "admit", key, "--wait", "60"],
+            env=laptop,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        await asyncio.sleep(3)  # admitted by now; the phone connects once
+        first = await asyncio.to_thread(cli, phone, "identity")
+        assert first.returncode == 0, first.stderr
+        out, err = await asyncio.to_thread(admit.communicate, timeout=90)
+        assert admit.returncode == 0, err
+        assert "in every conversation" in out, (out, err)
+        shown = await asyncio.to_thread(cli, phone, "messages", f"dm:{inbox}", "--oldest-first")
+        assert shown.returncode == 0, shown.stderr
+        # MLS gives a new device the messages from when it joined, not the history before.
+        assert "from the laptop" not in shown.stdout
+        laptop_identity = cli(laptop, "identity").stdout
+        assert re.findall(r"inbox id: +(\w+)", first.stdout) == re.findall(
+            r"inbox id: +(\w+)", laptop_identity
+        )
+        sent = await asyncio.to_thread(
+            cli, phone, "send", f"dm:{inbox}", "from the phone", "--wait", "5"
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert "echo: from the phone" in sent.stdout
+        history = cli(laptop, "messages", f"dm:{inbox}", "--oldest-first").stdout
+        assert "from the phone" in history and "echo: from the phone" in history
+    finally:
+        process.terminate()
+        process.wait(10)

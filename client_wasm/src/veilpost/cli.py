@@ -26,6 +26,7 @@ from veilpost.agent import Agent, AgentConfigError
 from veilpost.client.client import Client, Message
 from veilpost.client.errors import ClientError, RelayError
 from veilpost.client.storage import StoreError, new_key
+from veilpost.protocol import installation_id
 from veilpost.transport import RelayUnavailable
 
 __all__ = ["main"]
@@ -50,6 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("keygen", help="print a new random database key (for VEILPOST_DB_KEY)")
     identity = commands.add_parser("identity", help="create or show this profile's identity")
     identity.add_argument("action", choices=["create", "show"], nargs="?", default="show")
+
+    device = commands.add_parser(
+        "device",
+        help="add another device (installation) to this inbox",
+        description="On the new device: `device new` (makes its key, does not connect: a key"
+        " that connects first becomes a new inbox) prints its public key. On a device of the"
+        " inbox: `device admit KEY` admits it and, once the new device has connected once,"
+        " adds it to every conversation (`device sync` does that again later).",
+    )
+    device.add_argument("action", choices=["new", "admit", "sync"])
+    device.add_argument("public_key", nargs="?", help="the new device's public key (hex)")
+    device.add_argument(
+        "--wait", type=float, default=60, metavar="SECONDS", help="admit: wait for the device"
+    )
 
     commands.add_parser("conversations", help="list conversations")
 
@@ -98,8 +113,15 @@ def _line(client: Client, message: Message) -> str:
 
 async def _with_client(args: argparse.Namespace) -> int:
     agent = _agent(args)
+    if args.command == "device" and args.action == "new":
+        key = agent.installation_key()
+        print(f"this device's public key: {key.public_key.hex()}")
+        print("on a device of your inbox, run: veilpost device admit <that key>", file=sys.stderr)
+        await agent.stop()
+        return EXIT_OK
     await agent.start()
     client = agent.client
+    await client.sync()  # commands see every conversation and message already delivered
     processing = asyncio.create_task(client.run())
     try:
         return await _command(args, agent, client)
@@ -132,10 +154,13 @@ async def _command(args: argparse.Namespace, agent: Agent, client: Client) -> in
     if args.command == "identity":
         print(f"inbox id:        {client.inbox_id}")
         print(f"installation id: {client.installation_id}")
+        print(f"public key:      {client.key.public_key.hex()}")
         record = await client.identity(client.inbox_id, refresh=True)
         for address in record.address_list():
             print(f"address:         {address}")
         return EXIT_OK
+    if args.command == "device":
+        return await _device(args, client)
     if args.command == "conversations":
         conversations = client.conversations()
         if not conversations:
@@ -173,6 +198,36 @@ async def _command(args: argparse.Namespace, agent: Agent, client: Client) -> in
         print(created.id)
         return EXIT_OK
     raise AssertionError(args.command)
+
+
+async def _device(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "sync":
+        await client.sync_installations()
+        print("every conversation has every device of its members that can be added")
+        return EXIT_OK
+    try:
+        public_key = bytes.fromhex(args.public_key or "")
+        if len(public_key) != 32:
+            raise ValueError
+    except ValueError:
+        print("error: device admit needs the new device's public key (64 hex)", file=sys.stderr)
+        return EXIT_USAGE
+    await client.admit_installation(public_key)
+    print(f"admitted {installation_id(public_key)}", file=sys.stderr)
+    deadline = time.monotonic() + args.wait
+    while client.missing_from(public_key):
+        if time.monotonic() > deadline:
+            print(
+                "the device has not connected yet; once it has, run `veilpost device sync`"
+                " here (or start this profile again)",
+                file=sys.stderr,
+            )
+            return EXIT_OK
+        print("waiting for the device to connect once …", file=sys.stderr)
+        await asyncio.sleep(3)
+        await client.sync_installations(own_only=True)
+    print("the device is in every conversation of this inbox")
+    return EXIT_OK
 
 
 def _run_file(path: Path) -> int:

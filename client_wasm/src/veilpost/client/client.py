@@ -457,6 +457,16 @@ class Client:
         if not current.lists(public_key):
             await self._publish_record(current.successor(add=[public_key]))
 
+    def missing_from(self, public_key: bytes) -> list[str]:
+        """The active conversations whose group lacks the installation ``public_key``."""
+        missing = []
+        for group_id, group in self._groups.items():
+            if group.is_active and all(
+                m.signature_key != public_key for m in group.members.values()
+            ):
+                missing.append(self._info[group_id].conversation_id)
+        return missing
+
     async def resolve(self, recipient: str) -> str:
         """The inbox id of an inbox id or ``0x`` address; the address binding is verified in
         the inbox's identity record, not taken from the relay's word."""
@@ -491,6 +501,10 @@ class Client:
         await self.relay.subscribe(self.topics())
         await self._resume_pending_commits()
         await self.flush_outbox()
+        try:  # devices of this inbox admitted since (once they have connected)
+            await self.sync_installations(own_only=True)
+        except (ClientError, RelayError) as exc:
+            log.warning("adding this inbox's new devices to its conversations: %s", exc)
 
     async def _resume_pending_commits(self) -> None:
         """A Commit made before a crash, not known to be accepted: publish it again (the same
@@ -733,12 +747,14 @@ class Client:
         inboxes = [await self.resolve(m) for m in members]
         await self._add_inboxes(self._canonical(conversation_id).group_id, inboxes)
 
-    async def sync_installations(self) -> None:
-        """Add the installations of member inboxes that a group lacks (new devices), in every
-        active conversation; for this inbox and for the others."""
+    async def sync_installations(self, *, own_only: bool = False) -> None:
+        """Add the installations of member inboxes that a group lacks (new devices that have
+        connected once, so that they have key packages), in every active conversation: of
+        this inbox only with ``own_only``, else of every member inbox."""
         for group_id, group in list(self._groups.items()):
             if group.is_active:
-                await self._add_inboxes(group_id, self._member_inboxes(group), refresh=True)
+                inboxes = [self.inbox_id] if own_only else self._member_inboxes(group)
+                await self._add_inboxes(group_id, inboxes, refresh=True)
 
     async def _add_inboxes(
         self, group_id: bytes, inboxes: list[str], *, refresh: bool = False
@@ -1092,6 +1108,18 @@ class Client:
         while True:
             envelope = await self.relay.next_envelope()
             await self.process_envelope(envelope)
+
+    async def sync(self) -> None:
+        """Catch up every followed topic from the relay's history, including the groups that
+        Welcomes found on the way bring in (for tools that read state right after starting)."""
+        done: set[str] = set()
+        while True:
+            pending = [t for t in self.topics() if t not in done]
+            if not pending:
+                return
+            for topic in pending:
+                await self.catch_up(topic)
+                done.add(topic)
 
     async def catch_up(self, topic: str) -> None:
         """Process a topic's stored envelopes after its cursor (from the relay's history)."""
