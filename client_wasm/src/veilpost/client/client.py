@@ -891,6 +891,7 @@ class Client:
             if group.pending_commit is not None:  # an earlier attempt was interrupted
                 await self._resolve_pending(group)
                 continue
+            planned = (group, group.epoch)
             args = await plan(group)
             if args is None:
                 return None
@@ -899,6 +900,8 @@ class Client:
             async with self._lock:
                 group = self._groups[group_id]
                 epoch = group.epoch
+                if (group, epoch) != planned or group.pending_commit is not None:
+                    continue  # the group moved while planning (leaf indices may differ)
                 output = group.commit(**args)
                 try:
                     check_commit(
