@@ -46,6 +46,7 @@ from veilpost.codec import DecodeError, Writer
 from veilpost.crypto import CipherSuite
 from veilpost.mls import (
     Extension,
+    ExtensionType,
     Group,
     KeyPackageBundle,
     ProposalReceived,
@@ -466,7 +467,7 @@ def run(
                     members=members,
                     metadata=metadata,
                     leaving=leaving,
-                    **({} if is_listed is None else {"is_listed": is_listed}),
+                    is_listed=is_listed or (lambda inbox, key: True),
                 )
             )
         except PermissionDenied as exc:
@@ -807,3 +808,37 @@ def test_a_committer_that_is_not_a_member(world: World) -> None:
     assert check_commit(staged, members=group.members, metadata=world.metadata()) == (
         world.metadata()
     )
+
+
+def test_reinit_and_psk_commits_are_refused(world: World) -> None:
+    from veilpost.mls.proposals import ReInit
+    from veilpost.mls.psk import PreSharedKeyID, PSKType
+
+    group = world.group("d1")  # a plain member
+    staged = group.commit(update=True).staged
+    reinit = replace(
+        staged, reinit=ReInit(group_id=b"new", version=1, cipher_suite=1, extensions=[])
+    )
+    psk = replace(staged, psks=(PreSharedKeyID(PSKType.EXTERNAL, bytes(32), psk_id=b"k"),))
+    for altered, check in ((reinit, "policy.reinit"), (psk, "policy.psk")):
+        with pytest.raises(PermissionDenied) as info:
+            check_commit(altered, members=group.members, metadata=world.metadata())
+        assert getattr(info.value, "check", None) == check
+    assert check_commit(staged, members=group.members, metadata=world.metadata())
+
+
+def test_other_extensions_change_only_by_a_super_admin(world: World) -> None:
+    group = world.group("d1")
+    before = list(group.extensions)
+    senders = Extension(ExtensionType.EXTERNAL_SENDERS, b"\x00")  # an empty list
+    output = group.commit(extensions=[*before, senders])
+    group.discard_pending_commit()
+    with pytest.raises(PermissionDenied) as info:
+        check_commit(
+            output.staged, members=group.members, metadata=world.metadata(), extensions=before
+        )
+    assert getattr(info.value, "check", None) == "policy.extensions"
+    admin = world.group("a1")  # alice: the super admin
+    output = admin.commit(extensions=[*before, senders])
+    admin.discard_pending_commit()
+    check_commit(output.staged, members=admin.members, metadata=world.metadata(), extensions=before)

@@ -64,6 +64,7 @@ async def open_peer(
     key: InstallationKey | None = None,
     store_key: bytes | None = None,
     store_path: Path | None = None,
+    expect_inbox: str | None = None,
     start: bool = True,
 ) -> Peer:
     """Connect a client (a fresh key unless ``key``) with its store in ``directory``."""
@@ -71,6 +72,8 @@ async def open_peer(
     store_key = store_key or new_key()
     path = store_path or directory / f"{name}-{key.installation_id[:8]}.sqlite3"
     store = Store.open(str(path), store_key)
+    if expect_inbox is not None:
+        Client.expect_inbox(store, expect_inbox)
     connection = await RelayConnection.open(url, key)
     client = Client(key, connection.inbox_id, store, connection)
     if start:

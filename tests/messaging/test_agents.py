@@ -190,7 +190,9 @@ async def test_cli_adds_a_second_device(relay: Relay, tmp_path: Path) -> None:
 
     try:
         assert cli(laptop, "send", inbox, "from the laptop", "--wait", "5").returncode == 0
-        made = cli(phone, "device", "new")
+        laptop_inbox = re.findall(r"inbox id: +(\w+)", cli(laptop, "identity").stdout)[0]
+        assert cli(phone, "device", "new").returncode == 2  # which inbox?
+        made = cli(phone, "device", "new", laptop_inbox)
         assert made.returncode == 0, made.stderr
         key = re.findall(r"public key: ([0-9a-f]{64})", made.stdout)[0]
         admit = subprocess.Popen(

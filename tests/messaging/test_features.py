@@ -58,7 +58,9 @@ async def test_second_installation_joins_every_conversation(
     await bob.wait_for(lambda p: len(p.client.conversations()) == 2, what="bob joins")
     phone_key = InstallationKey.generate()
     await alice.client.admit_installation(phone_key.public_key)
-    phone = await open_peer(relay.url, "alice-phone", tmp_path, key=phone_key)
+    phone = await open_peer(
+        relay.url, "alice-phone", tmp_path, key=phone_key, expect_inbox=alice.inbox_id
+    )
     peers.append(phone)
     assert phone.inbox_id == alice.inbox_id != phone.client.installation_id
     await alice.client.sync_installations()
@@ -263,3 +265,49 @@ async def test_lost_acks_and_a_restart_lose_nothing(
     assert b.texts(group.id) == ["ack lost", "written offline"]
     sent = [m for m in again.messages(group.id) if m.text == "written offline"]
     assert len(sent) == 1 and sent[0].status == "sent"
+
+
+async def test_a_relay_cannot_move_an_installation_to_another_inbox(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
+    from veilpost.client.errors import IdentityError
+
+    a = await open_peer(relay.url, "a", tmp_path)
+    peers.append(a)
+    # A relay that lies about the inbox: the client sees another inbox id than its own.
+    a.client.inbox_id = "0" * 32
+    with pytest.raises(IdentityError, match="cannot move an installation"):
+        await a.client.start()
+
+
+async def test_a_forged_dm_is_refused(relay: Relay, peers: list[Peer], tmp_path: Path) -> None:
+    """Mallory makes a group whose metadata claims to be the DM of alice and bob, with bob
+    and herself in it: bob refuses the Welcome and keeps sending on the real DM."""
+    from veilpost.client.policy import GroupMetadata
+    from veilpost.mls import Group
+
+    alice, bob = await _pair(relay, peers, tmp_path)
+    mallory = await open_peer(relay.url, "mallory", tmp_path)
+    peers.append(mallory)
+    real = await alice.client.new_dm(bob.inbox_id)
+    await bob.wait_for(lambda p: bool(p.client.conversations()), what="bob joins the real DM")
+    forged = Group.create(
+        mallory.client.suite,
+        mallory.client.signer,
+        group_id=bytes(16),  # the smallest group id: it would be chosen to send on
+        extensions=[GroupMetadata.dm(alice.inbox_id, bob.inbox_id).to_extension()],
+        config=mallory.client._config(),
+    )
+    await mallory.client.identity(bob.inbox_id)
+    claimed = await mallory.connection.claim_key_packages(bob.inbox_id)
+    package = next(c.key_package for c in claimed if c.key_package is not None)
+    output = forged.commit(add=[package])
+    forged.merge_pending_commit()
+    assert output.welcome is not None
+    target = welcome_topic(bob.client.installation_id)
+    await mallory.connection.publish(target, message_id_of(output.welcome), output.welcome)
+    await bob.wait_for(lambda p: bool(p.client.failures()), what="bob refuses the forged DM")
+    assert "other inboxes than its pair" in bob.client.failures()[0][1]["reason"]
+    await bob.client.send(f"dm:{alice.inbox_id}", "only for alice")
+    await alice.wait_for(lambda p: p.texts(real.id) == ["only for alice"], what="alice")
+    assert bob.client.group(f"dm:{alice.inbox_id}").group_id != bytes(16)

@@ -230,6 +230,12 @@ class Agent:
             self._key = InstallationKey(saved)
         return self._key
 
+    def expect_inbox(self, inbox_id: str) -> None:
+        """Before the first start of a new device: it joins ``inbox_id`` (a device of that
+        inbox admits its key) instead of making a new inbox."""
+        self.installation_key()
+        Client.expect_inbox(self._open_store(), inbox_id)
+
     # -- running ------------------------------------------------------------------------------
 
     async def start(self) -> None:

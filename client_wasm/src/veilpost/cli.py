@@ -26,7 +26,7 @@ from veilpost.agent import Agent, AgentConfigError
 from veilpost.client.client import Client, Message
 from veilpost.client.errors import ClientError, RelayError
 from veilpost.client.storage import StoreError, new_key
-from veilpost.protocol import installation_id
+from veilpost.protocol import installation_id, is_installation_id
 from veilpost.transport import RelayUnavailable
 
 __all__ = ["main"]
@@ -55,13 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     device = commands.add_parser(
         "device",
         help="add another device (installation) to this inbox",
-        description="On the new device: `device new` (makes its key, does not connect: a key"
-        " that connects first becomes a new inbox) prints its public key. On a device of the"
+        description="On the new device: `device new INBOX_ID` (makes its key, does not connect:"
+        " a key that connects first becomes a new inbox) prints its public key. On a device of the"
         " inbox: `device admit KEY` admits it and, once the new device has connected once,"
         " adds it to every conversation (`device sync` does that again later).",
     )
     device.add_argument("action", choices=["new", "admit", "sync"])
-    device.add_argument("public_key", nargs="?", help="the new device's public key (hex)")
+    device.add_argument(
+        "public_key",
+        nargs="?",
+        help="new: the inbox id to join; admit: the new device's public key (hex)",
+    )
     device.add_argument(
         "--wait", type=float, default=60, metavar="SECONDS", help="admit: wait for the device"
     )
@@ -114,6 +118,11 @@ def _line(client: Client, message: Message) -> str:
 async def _with_client(args: argparse.Namespace) -> int:
     agent = _agent(args)
     if args.command == "device" and args.action == "new":
+        if not args.public_key or not is_installation_id(args.public_key):
+            print("error: device new needs the inbox id to join (see `identity`)", file=sys.stderr)
+            await agent.stop()
+            return EXIT_USAGE
+        agent.expect_inbox(args.public_key)
         key = agent.installation_key()
         print(f"this device's public key: {key.public_key.hex()}")
         print("on a device of your inbox, run: veilpost device admit <that key>", file=sys.stderr)

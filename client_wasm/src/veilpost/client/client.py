@@ -114,6 +114,15 @@ LAST_RESORT_ROTATION_SECONDS = 7 * 24 * 3600
 RETIRED_KEY_GRACE_SECONDS = 14 * 24 * 3600
 MAX_COMMIT_ATTEMPTS = 8
 _TRANSIENT = frozenset({"relay_unavailable", "unavailable", "rate_limited", "internal_error"})
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Whether a failure may pass by itself (retry later) rather than being a refusal."""
+    if not isinstance(exc, RelayError):
+        return isinstance(exc, OSError | TimeoutError)
+    return exc.code in _TRANSIENT or (exc.status is not None and exc.status >= 500)
+
+
 MAX_IDENTITY_FETCHES = 256  # per envelope: a Welcome into a group of that many inboxes
 
 _GROUPS = "groups"  # group id hex -> Group.to_bytes()
@@ -122,6 +131,8 @@ _CURSORS = "cursors"  # topic -> last processed sequence
 _RECORDS = "identity"  # inbox id -> verified IdentityRecord bytes
 _KEY_PACKAGES = "key_packages"  # ref hex -> JSON {bundle, created, last_resort, retired}
 _FAILURES = "failures"  # "topic#sequence" -> JSON {reason, check}
+_SETTINGS = "settings"  # "inbox_id": the inbox this installation belongs to, pinned at start
+EXPECTED_INBOX = "expected_inbox"  # set before the first start by a device joining an inbox
 _OUTBOX = "outbox"  # "topic|id" -> JSON {topic, id, payload, conversation, message}
 
 
@@ -240,15 +251,19 @@ class _GroupInfo:
 
     conversation_id: str
     joined_epoch: int
-    leaving: dict[str, int] = field(default_factory=dict)  # inbox -> epoch it proposed leaving
-    departures: list[str] = field(default_factory=list)  # refs (hex) of those proposals
+    # This epoch's departures: inbox -> leaves it proposed removing of its own, and the refs
+    # (hex) of those proposals with their inbox.
+    leaving: dict[str, list[int]] = field(default_factory=dict)
+    departures: list[tuple[str, str]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> _GroupInfo:
-        return cls(**json.loads(data))
+        raw = json.loads(data)
+        raw["departures"] = [tuple(d) for d in raw.get("departures", [])]
+        return cls(**raw)
 
 
 def _now_ns() -> int:
@@ -412,6 +427,31 @@ class Client:
         self._records[self.inbox_id] = record
         self.store.put(_RECORDS, self.inbox_id, data)
 
+    def _pin_inbox(self) -> None:
+        """Refuse an inbox the relay assigns that this installation did not expect: its own id
+        (a new inbox), the one it was told to join (``expect_inbox``), or the one it had."""
+        pinned = self.store.get(_SETTINGS, "inbox_id")
+        expected = (
+            pinned
+            or self.store.get(_SETTINGS, EXPECTED_INBOX)
+            or self.installation_id.encode("ascii")
+        ).decode("ascii")
+        if self.inbox_id != expected:
+            raise IdentityError(
+                f"the relay says this installation belongs to inbox {self.inbox_id}, but it"
+                f" belongs to inbox {expected}; refusing (a relay cannot move an installation)"
+            )
+        if pinned is None:
+            self.store.put(_SETTINGS, "inbox_id", expected.encode("ascii"))
+
+    @staticmethod
+    def expect_inbox(store: Store, inbox_id: str) -> None:
+        """Before a new device's first start: it joins ``inbox_id`` (admitted by a device of
+        that inbox) instead of making a new inbox."""
+        if store.get(_SETTINGS, "inbox_id") is not None:
+            raise ClientError("this profile already belongs to an inbox")
+        store.put(_SETTINGS, EXPECTED_INBOX, inbox_id.encode("ascii"))
+
     async def _ensure_identity_record(self) -> None:
         try:
             await self.relay.identity_record(self.inbox_id, None)
@@ -496,6 +536,7 @@ class Client:
     async def start(self) -> None:
         """Publish the identity record (first start), top up key packages and subscribe to
         every topic after its cursor."""
+        self._pin_inbox()
         await self._ensure_identity_record()
         await self.ensure_key_packages()
         await self.relay.subscribe(self.topics())
@@ -509,33 +550,45 @@ class Client:
     async def _resume_pending_commits(self) -> None:
         """A Commit made before a crash, not known to be accepted: publish it again (the same
         id, so the relay stores it once) and merge it, or drop it if it lost its epoch."""
-        for group in list(self._groups.values()):
+        for group_id, group in list(self._groups.items()):
             if group.pending_commit is not None and group.is_active:
                 try:
-                    await self._resolve_pending(group)
+                    await self._resolve_pending(group_id)
                 except RelayError as exc:
-                    log.warning("a pending commit of %s: %s", group.group_id.hex(), exc)
+                    log.warning("a pending commit of %s: %s", group_id.hex(), exc)
 
-    async def _resolve_pending(self, group: Group) -> None:
+    def _pending(self, group_id: bytes, commit: bytes) -> Group | None:
+        """The group, if its pending Commit is still ``commit``. (Always look the group up
+        again after an await: a failed envelope reloads it from the store as a new object.)"""
+        group = self._groups[group_id]
+        pending = group.pending_commit
+        return group if pending is not None and pending.commit == commit else None
+
+    def _drop_pending(self, group_id: bytes, commit: bytes) -> None:
+        group = self._pending(group_id, commit)
+        if group is not None:
+            group.discard_pending_commit()
+            self._save_group_now(group)
+
+    async def _resolve_pending(self, group_id: bytes) -> None:
         """Publish a pending Commit again (same id: stored once) and merge it, or drop it if
         the relay refuses it (then catch up with the Commit that won)."""
-        pending = group.pending_commit
+        pending = self._groups[group_id].pending_commit
         if pending is None:
             return
-        topic = group_topic(group.group_id)
+        topic = group_topic(group_id)
         try:
             await self.relay.publish(topic, message_id_of(pending.commit), pending.commit)
         except RelayError as exc:
-            if exc.code in _TRANSIENT:
+            if _is_transient(exc):
                 raise
             async with self._lock:
-                if group.pending_commit is not None:
-                    group.discard_pending_commit()
-                    self._save_group_now(group)
+                self._drop_pending(group_id, pending.commit)
             await self.catch_up(topic)
             return
         async with self._lock:
-            if group.pending_commit is not None:
+            group = self._pending(group_id, pending.commit)
+            if group is not None:
                 self._merge_own_commit(group, pending)
         await self.flush_outbox()
 
@@ -576,7 +629,7 @@ class Client:
                     entry["topic"], entry["id"], bytes.fromhex(entry["payload"])
                 )
             except RelayError as exc:
-                if exc.code in _TRANSIENT:
+                if _is_transient(exc):
                     continue
                 log.warning("the relay refused %s for good: %s", key, exc)
             self.store.delete(_OUTBOX, key)
@@ -640,10 +693,18 @@ class Client:
         groups = self._conversation_groups(conversation_id)
         if not groups:
             raise ConversationNotFound(f"no conversation {conversation_id!r}")
-        active = [g for g in groups if g.is_active]
+        active = [g for g in groups if g.is_active and self._well_formed(g)]
         if not active:
             raise NotAMember(f"this installation is no longer a member of {conversation_id}")
         return min(active, key=lambda g: g.group_id)
+
+    def _well_formed(self, group: Group) -> bool:
+        """A DM group holds exactly its two inboxes (a group made by a third party claiming
+        to be the DM is never sent on)."""
+        metadata = metadata_of(group.extensions)
+        if metadata is None or metadata.kind != ConversationKind.DM:
+            return True
+        return set(self._member_inboxes(group)) == set(metadata.dm_inboxes)
 
     def _metadata(self, group: Group) -> GroupMetadata:
         metadata = metadata_of(group.extensions)
@@ -889,7 +950,7 @@ class Client:
             if not group.is_active:
                 raise NotAMember(f"this installation is not a member of group {group_id.hex()}")
             if group.pending_commit is not None:  # an earlier attempt was interrupted
-                await self._resolve_pending(group)
+                await self._resolve_pending(group_id)
                 continue
             planned = (group, group.epoch)
             args = await plan(group)
@@ -908,8 +969,9 @@ class Client:
                         output.staged,
                         members=group.members,
                         metadata=self._metadata(group),
-                        leaving=self._info[group_id].leaving,
+                        leaving=self._leaving(group),
                         is_listed=self._is_listed,
+                        extensions=group.extensions,
                     )
                 except PermissionDenied:
                     group.discard_pending_commit()
@@ -919,24 +981,21 @@ class Client:
                 await self.relay.publish(topic, message_id_of(output.commit), output.commit)
             except EpochConflict:
                 async with self._lock:
-                    if group.pending_commit is not None and group.epoch == epoch:
-                        group.discard_pending_commit()
-                        self._save_group_now(group)
+                    self._drop_pending(group_id, output.commit)
                 await self.catch_up(topic)
                 continue
             except RelayError as exc:
-                if exc.code not in _TRANSIENT:  # refused for good: drop it
+                if not _is_transient(exc):  # refused for good: drop it
                     async with self._lock:
-                        if group.pending_commit is not None and group.epoch == epoch:
-                            group.discard_pending_commit()
-                            self._save_group_now(group)
+                        self._drop_pending(group_id, output.commit)
                 raise
             # Anything else (a lost connection, a cancelled task) leaves the Commit pending: the
             # relay may have stored it. Its echo merges it; else the next commit or start-up
             # publishes it again under the same id.
             async with self._lock:
-                if group.pending_commit is not None and group.epoch == epoch:
-                    self._merge_own_commit(group, output)
+                current = self._pending(group_id, output.commit)
+                if current is not None:
+                    self._merge_own_commit(current, output)
                 elif output.welcome is not None:
                     # The echo merged it first; the Welcomes still have to go out.
                     with self.store.transaction():
@@ -1053,7 +1112,7 @@ class Client:
             sequence = await self.relay.publish(topic, message.id, message.payload or b"")
         except (TimeoutError, RelayError, OSError) as exc:
             code = getattr(exc, "code", None)
-            transient = code in _TRANSIENT or not isinstance(exc, RelayError)
+            transient = _is_transient(exc)
             message.status = "failed"
             message.error = code or str(exc) or type(exc).__name__
         else:
@@ -1239,6 +1298,10 @@ class Client:
         if metadata.kind == ConversationKind.DM:
             if self.inbox_id not in metadata.dm_inboxes:
                 raise ClientError("a DM Welcome for a pair without this inbox")
+            if set(self._member_inboxes(group)) != set(metadata.dm_inboxes):
+                raise ClientError(
+                    "a DM Welcome whose group holds other inboxes than its pair: refused"
+                )
             peer = next((i for i in metadata.dm_inboxes if i != self.inbox_id), self.inbox_id)
             conversation_id = f"dm:{peer}"
         else:
@@ -1278,6 +1341,8 @@ class Client:
             return  # an old epoch's handshake (e.g. a commit that lost its race)
         before = dict(group.members)
         metadata_before = self._metadata(group)
+        extensions_before = list(group.extensions)
+        leaving_before = self._leaving(group)
         pending = group.pending_commit
         event = group.process(envelope.payload)
         self._check_missing()
@@ -1308,8 +1373,9 @@ class Client:
                     event,
                     members=before,
                     metadata=metadata_before,
-                    leaving=info.leaving,
+                    leaving=leaving_before,
                     is_listed=self._is_listed,
+                    extensions=extensions_before,
                 )
             except PermissionDenied as exc:
                 self._fail(envelope, f"commit refused: {exc}", getattr(exc, "check", None))
@@ -1379,23 +1445,46 @@ class Client:
         inbox = inbox_of_credential(proposer.credential)
         if inbox_of_credential(target.credential) != inbox:
             return  # a departure removes installations of the proposer's own inbox
-        info.leaving[inbox] = group.epoch
-        info.departures.append(event.ref.hex())
-        if inbox == self.inbox_id:
-            return
+        leaves = info.leaving.setdefault(inbox, [])
+        if proposal.removed not in leaves:
+            leaves.append(proposal.removed)
+        info.departures.append((event.ref.hex(), inbox))
+        leaving = self._leaving(group)
+        if inbox == self.inbox_id or inbox not in leaving:
+            return  # (a departure is committed once it covers all of the inbox's devices)
         # The lowest remaining leaf commits the departure (any member may; one suffices).
         staying = sorted(
             leaf
             for leaf, m in group.members.items()
-            if inbox_of_credential(m.credential) not in info.leaving
+            if inbox_of_credential(m.credential) not in leaving
         )
         if staying and group.members[staying[0]].signature_key == self.signer.signature_key:
             self._spawn(self._commit_leave(group.group_id))
 
+    def _leaving(self, group: Group) -> list[str]:
+        """The inboxes that asked to leave this epoch: their installations proposed removing
+        every installation of their inbox (the policy lets anyone commit that)."""
+        info = self._info[group.group_id]
+        leaving = []
+        for inbox, proposed in info.leaving.items():
+            leaves = {
+                leaf
+                for leaf, m in group.members.items()
+                if inbox_of_credential(m.credential) == inbox
+            }
+            if leaves and leaves <= set(proposed):
+                leaving.append(inbox)
+        return leaving
+
     async def _commit_leave(self, group_id: bytes) -> None:
         async def plan(group: Group) -> dict[str, Any] | None:
             cached = {ref.hex() for ref in group.cached_proposal_refs}
-            refs = [bytes.fromhex(r) for r in self._info[group_id].departures if r in cached]
+            leaving = set(self._leaving(group))
+            refs = [
+                bytes.fromhex(ref)
+                for ref, inbox in self._info[group_id].departures
+                if ref in cached and inbox in leaving
+            ]
             return {"include_proposals": refs} if refs else None
 
         try:

@@ -18,6 +18,8 @@ staged Commit before merging it, and to its own Commit before sending it:
   else needs ``policy.remove_member``, and removing a super admin needs a super admin;
 - changing the name or description needs ``policy.update_metadata``; changing roles or the
   policy needs a super admin; the kind and a DM's pair never change;
+- ReInit and PSK proposals are refused (Veilpost uses neither); changing a GroupContext
+  extension other than the metadata needs a super admin;
 - a DM never gains or loses an inbox: only devices of its two inboxes (and nobody removes the
   other inbox's listed devices).
 
@@ -207,16 +209,23 @@ def check_commit(
     metadata: GroupMetadata,
     leaving: Iterable[str] = (),
     is_listed: Callable[[str, bytes], bool] = lambda inbox, key: True,
+    extensions: Iterable[Extension] | None = None,
 ) -> GroupMetadata:
     """Check a staged Commit against the group's policy; return the new metadata.
 
     ``members`` are the members before the Commit, ``metadata`` the metadata before it,
     ``leaving`` the inboxes that proposed their own removal this epoch, and ``is_listed(inbox,
-    key)`` whether the inbox's identity record still lists an installation key. Raises
+    key)`` whether the inbox's identity record still lists an installation key, and
+    ``extensions`` the GroupContext extensions before the Commit (when given, changes to any
+    but the metadata need a super admin). Raises
     :class:`~veilpost.client.errors.PermissionDenied` naming the broken rule.
     """
     if staged.external:
         raise _deny("policy.external", "external commits are not accepted")
+    if staged.reinit is not None:
+        raise _deny("policy.reinit", "Veilpost groups are not reinitialized (ReInit refused)")
+    if staged.psks:
+        raise _deny("policy.psk", "Veilpost groups use no pre-shared keys (PSK refused)")
     committer_member = members.get(staged.committer_leaf) if not staged.external else None
     if committer_member is None:
         raise _deny("policy.committer", "the committer is not a member")
@@ -263,6 +272,16 @@ def check_commit(
             raise _deny("policy.dm_members", "a DM always holds exactly its two inboxes")
     if staged.extensions is None:
         return metadata
+    if extensions is not None:
+
+        def others(items: Iterable[Extension]) -> list[Extension]:
+            return [e for e in items if e.extension_type != METADATA_EXTENSION]
+
+        if others(staged.extensions) != others(extensions) and role != Role.SUPER_ADMIN:
+            raise _deny(
+                "policy.extensions",
+                "only a super admin changes the group's extensions other than its metadata",
+            )
     try:
         new = metadata_of(staged.extensions)
     except DecodeError as exc:
