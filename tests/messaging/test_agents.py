@@ -226,3 +226,45 @@ async def test_cli_adds_a_second_device(relay: Relay, tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.mark.asyncio
+async def test_a_message_whose_handler_never_finished_is_handled_after_a_restart(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
+    db, db_key = str(tmp_path / "agent.sqlite3"), new_key()
+    started = asyncio.Event()
+
+    async def stuck(ctx: MessageContext) -> None:
+        started.set()
+        await asyncio.Event().wait()  # the process dies here
+
+    first = Agent(db_path=db, db_key=db_key, relay_url=relay.url)
+    first.on_text(stuck)
+    task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.ready.wait(), 20)
+    inbox = first.inbox_id
+    user = await open_peer(relay.url, "user", tmp_path)
+    peers.append(user)
+    dm = await user.client.new_dm(inbox)
+    await user.client.send(dm.id, "handle me")
+    await asyncio.wait_for(started.wait(), 20)
+    task.cancel()  # "killed" in the middle of the handler
+    await asyncio.gather(task, return_exceptions=True)
+
+    handled: list[str] = []
+    second = Agent(db_path=db, db_key=db_key, relay_url=relay.url)
+
+    @second.on_text
+    async def record(ctx: MessageContext) -> None:
+        handled.append(ctx.text)
+        await ctx.reply("done")
+
+    task = asyncio.create_task(second.run())
+    try:
+        await _until(lambda: handled == ["handle me"])
+        await user.wait_for(lambda p: "done" in p.texts(dm.id), what="the reply")
+        assert second.client.unhandled() == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -243,7 +243,9 @@ class Agent:
         key = self.installation_key()
         store = self._open_store()
         self._connection = await RelayConnection.open(self.relay_url, key)
-        self._client = Client(key, self._connection.inbox_id, store, self._connection)
+        self._client = Client(
+            key, self._connection.inbox_id, store, self._connection, track_unhandled=True
+        )
         await self._client.start()
         if self._wallet_key is not None:
             self.address = await self._client.bind_address(self._wallet_key)
@@ -275,10 +277,19 @@ class Agent:
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
                 delay = min(delay * 2, 30.0)
         client = self.client
+        for message in client.unhandled():  # received before a crash, never handled
+            await self._dispatch(ClientEvent("message", message.conversation_id, message))
         processing = asyncio.create_task(self._process(client))
         try:
             while True:
-                event = await client.events.get()
+                getting = asyncio.ensure_future(client.events.get())
+                done, _ = await asyncio.wait(
+                    {getting, processing}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if processing in done:  # it only ends for good (a revoked key)
+                    getting.cancel()
+                    processing.result()
+                event = getting.result()
                 await self._dispatch(event)
         finally:
             processing.cancel()
@@ -290,8 +301,14 @@ class Agent:
         while True:
             try:
                 await client.run()
-            except (RelayError, ClientError, OSError) as exc:
+            except RelayError as exc:
+                if exc.code in ("installation_revoked", "bad_signature"):
+                    log.error("the relay refused this agent's key for good: %s", exc)
+                    raise
                 log.warning("processing interrupted (%s); continuing", exc)
+                await asyncio.sleep(1)
+            except Exception:  # anything else: keep the agent alive, loudly
+                log.exception("processing interrupted; continuing")
                 await asyncio.sleep(1)
 
     def run_forever(self) -> None:
@@ -314,16 +331,17 @@ class Agent:
         for wants, handler in self._message_handlers:
             try:
                 matched = wants(context)
-            except Exception:
+            except Exception:  # a content that does not decode
                 log.exception("matching message %s", message.id)
                 continue
             if matched:
                 await self._call(handler, context)
+        client.mark_handled(message)  # handlers ran (a crash before this runs them again)
 
     async def _call(self, handler: Callable[..., Any], *args: Any) -> None:
         try:
             result = handler(*args)
             if inspect.isawaitable(result):
                 await result
-        except Exception:
+        except Exception:  # a handler's error must not stop the agent
             log.exception("handler %s failed", getattr(handler, "__name__", handler))

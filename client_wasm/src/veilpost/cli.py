@@ -185,7 +185,17 @@ async def _command(args: argparse.Namespace, agent: Agent, client: Client) -> in
             target = (await client.new_dm(target)).id
         message = await client.send(target, args.text)
         if message.status != "sent":
-            print(f"error: not sent ({message.error})", file=sys.stderr)
+            queued = client.is_queued(message)
+            print(
+                f"error: not sent ({message.error})"
+                + (
+                    "; it stays queued and goes out the next time this profile connects"
+                    " (do not send it again)"
+                    if queued
+                    else ""
+                ),
+                file=sys.stderr,
+            )
             return EXIT_FAILED
         print(f"sent {message.id} to {target}", file=sys.stderr)
         if args.wait > 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import random
@@ -94,7 +95,7 @@ class RelayConnection:
         self._on_state = on_state
         self._ws: Any = None
         self._token: tuple[str, float] | None = None
-        self._envelopes: asyncio.Queue[Envelope] = asyncio.Queue()
+        self._envelopes: asyncio.Queue[Envelope | None] = asyncio.Queue()
         self._subscriptions: dict[str, int] = {}
         self._pending: dict[str, tuple[asyncio.Future[dict[str, Any]], dict[str, Any]]] = {}
         self._next_ref = 0
@@ -102,6 +103,7 @@ class RelayConnection:
         self._closed = False
         self._runner: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
+        self._fatal: RelayError | None = None  # the relay refused this key for good
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -117,6 +119,12 @@ class RelayConnection:
         """Connect and authenticate; :class:`RelayUnavailable` if the relay does not answer
         within ``timeout`` seconds, :class:`~veilpost.client.errors.RelayError` if it refuses
         this key."""
+        if importlib.util.find_spec("websockets") is None:
+            raise RelayError(
+                "missing_dependency",
+                "the WebSocket transport needs the `websockets` package:"
+                " pip install 'veilpost[agent]'",
+            )
         connection = cls(url, key, on_state=on_state)
         connection._ready = asyncio.get_running_loop().create_future()
         connection._runner = asyncio.create_task(connection._run())
@@ -169,11 +177,12 @@ class RelayConnection:
                     self._ws = ws
                     await self._authenticate(ws)
                     backoff = 0.5
+                    # Resend what waited before anything new goes out (keeps the order).
+                    await self._resume(ws)
                     self._connected.set()
                     self._state("connected")
                     if self._ready is not None and not self._ready.done():
                         self._ready.set_result(None)
-                    await self._resume(ws)
                     async for raw in ws:
                         self._dispatch(json.loads(raw))
                     error = "the relay closed the connection"
@@ -182,11 +191,10 @@ class RelayConnection:
                     if self._ready is not None and not self._ready.done():
                         self._ready.set_exception(exc)
                     self._state("disconnected", str(exc))
+                    self._fail_for_good(exc)
                     return
                 error = str(exc)
-            except (TimeoutError, OSError, Exception) as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+            except Exception as exc:  # whatever broke the socket: reconnect
                 error = f"{type(exc).__name__}: {exc}"
             self._connected.clear()
             self._ws = None
@@ -197,6 +205,14 @@ class RelayConnection:
             log.info("relay connection lost (%s); reconnecting in %.1f s", error, delay)
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _fail_for_good(self, exc: RelayError) -> None:
+        """The relay refused this key for good: every waiting and later call raises it."""
+        self._fatal = exc
+        self._envelopes.put_nowait(None)  # wakes next_envelope()
+        for future, _frame in self._pending.values():
+            if not future.done():
+                future.set_exception(exc)
 
     async def _authenticate(self, ws: Any) -> None:
         challenge = json.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -240,9 +256,14 @@ class RelayConnection:
         if kind == "error":
             log.warning("relay error: %s %s", frame.get("code"), frame.get("message"))
 
+    async def _request_checked(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
     async def _request(
         self, frame: dict[str, Any], timeout: float = PUBLISH_TIMEOUT
     ) -> dict[str, Any]:
+        await self._request_checked()
         self._next_ref += 1
         ref = f"r{self._next_ref}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -290,7 +311,12 @@ class RelayConnection:
         await self._request({"type": "unsubscribe", "topics": topics})
 
     async def next_envelope(self) -> Envelope:
-        return await self._envelopes.get()
+        envelope = await self._envelopes.get()
+        if envelope is None:
+            assert self._fatal is not None
+            self._envelopes.put_nowait(None)  # for every later call too
+            raise self._fatal
+        return envelope
 
     async def received(self, cursors: dict[str, int]) -> None:
         for topic, sequence in cursors.items():

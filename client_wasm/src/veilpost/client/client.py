@@ -133,6 +133,7 @@ _KEY_PACKAGES = "key_packages"  # ref hex -> JSON {bundle, created, last_resort,
 _FAILURES = "failures"  # "topic#sequence" -> JSON {reason, check}
 _SETTINGS = "settings"  # "inbox_id": the inbox this installation belongs to, pinned at start
 EXPECTED_INBOX = "expected_inbox"  # set before the first start by a device joining an inbox
+_UNHANDLED = "unhandled"  # "conversation|message id" of messages not yet handled (agents)
 _OUTBOX = "outbox"  # "topic|id" -> JSON {topic, id, payload, conversation, message}
 
 
@@ -157,6 +158,7 @@ class Message:
     sequence: int | None = None
     error: str | None = None
     payload: bytes | None = field(default=None, repr=False)  # kept until the relay stored it
+    topic: str | None = None  # the group topic an own message went to
     _decoded: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -189,6 +191,7 @@ class Message:
             "sequence": self.sequence,
             "error": self.error,
             "payload": None if self.payload is None else self.payload.hex(),
+            "topic": self.topic,
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -207,6 +210,7 @@ class Message:
             sequence=data["sequence"],
             error=data["error"],
             payload=None if data["payload"] is None else bytes.fromhex(data["payload"]),
+            topic=data.get("topic"),
         )
 
 
@@ -273,8 +277,10 @@ def _now_ns() -> int:
 class Client:
     """One installation's messaging client; see the module documentation.
 
-    Build one with :meth:`open`, then call :meth:`start` once connected, and feed it the
-    relay's envelopes with :meth:`run` (or :meth:`process_envelope`).
+    Build one with a connected :class:`~veilpost.client.relay.RelayPort`, call :meth:`start`,
+    then feed it the relay's envelopes with :meth:`run` (or :meth:`process_envelope`); what
+    happens comes out of :attr:`events`, after it is saved. With ``track_unhandled``, messages
+    from others are also listed in :meth:`unhandled` until :meth:`mark_handled`.
     """
 
     def __init__(
@@ -285,6 +291,7 @@ class Client:
         relay: RelayPort,
         *,
         provider: CryptoProvider | None = None,
+        track_unhandled: bool = False,
     ) -> None:
         self.key = key
         self.inbox_id = inbox_id
@@ -309,6 +316,8 @@ class Client:
         self._missing: set[str] | None = None
         self._cursors: dict[str, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._held: list[ClientEvent] | None = None
+        self.track_unhandled = track_unhandled
         self._load()
 
     # -- state ------------------------------------------------------------------------------
@@ -608,6 +617,12 @@ class Client:
         }
         self.store.put(_OUTBOX, f"{topic}|{publish_id}", json.dumps(entry).encode())
 
+    def is_queued(self, message: Message) -> bool:
+        """Whether an own message waits in the outbox (sent again automatically)."""
+        return bool(message.topic) and (
+            self.store.get(_OUTBOX, f"{message.topic}|{message.id}") is not None
+        )
+
     async def flush_outbox(self) -> int:
         """Publish what was stored to be sent but is not known to be (Welcomes after their
         Commit, messages interrupted by a crash or a lost connection). Returns how many went
@@ -798,8 +813,15 @@ class Client:
             with self.store.transaction():
                 self._save_group(group)
         topic = group_topic(group_id)
-        await self.relay.subscribe({topic: self.cursor(topic)})
-        await self._add_inboxes(group_id, [*inboxes, self.inbox_id])
+        try:
+            await self.relay.subscribe({topic: self.cursor(topic)})
+            await self._add_inboxes(group_id, [*inboxes, self.inbox_id])
+        except BaseException:
+            # A DM or group nobody could be added to is not kept: asking again starts over.
+            if self._groups[group_id].epoch == 0:
+                async with self._lock:
+                    self._forget_group(group_id)
+            raise
         if metadata.kind == ConversationKind.GROUP:
             self._emit(ClientEvent("conversation", conversation_id))
 
@@ -855,6 +877,11 @@ class Client:
                 log.warning("installation %s published an invalid key package", row.installation_id)
                 continue
             if not isinstance(body, KeyPackage) or not record.lists(body.leaf_node.signature_key):
+                continue
+            try:
+                if inbox_of_credential(body.leaf_node.credential) != inbox:
+                    continue  # a key package of another inbox: never added as this one
+            except IdentityError:
                 continue
             claimed[row.installation_id] = row.key_package
         if inbox != self.inbox_id and not any(
@@ -921,14 +948,24 @@ class Client:
         if self._metadata(group).kind == ConversationKind.DM:
             raise PermissionDenied("a DM cannot be left")
         async with self._lock:
+            group = self._canonical(conversation_id)
             proposals = []
             for leaf, member in group.members.items():
                 if inbox_of_credential(member.credential) == self.inbox_id:
                     proposals.append(group.propose_remove(leaf))
-            self._save_group_now(group)
-        topic = group_topic(group.group_id)
-        for proposal in proposals:
-            await self.relay.publish(topic, message_id_of(proposal), proposal)
+            topic = group_topic(group.group_id)
+            with self.store.transaction():
+                self._save_group(group)
+                for proposal in proposals:
+                    self._outbox_put(topic, message_id_of(proposal), proposal)
+        await self.flush_outbox()
+
+    def _forget_group(self, group_id: bytes) -> None:
+        with self.store.transaction():
+            self.store.delete(_GROUPS, group_id.hex())
+            self.store.delete(_GROUP_INFO, group_id.hex())
+        self._groups.pop(group_id, None)
+        self._info.pop(group_id, None)
 
     def _save_group_now(self, group: Group) -> None:
         with self.store.transaction():
@@ -1053,6 +1090,7 @@ class Client:
                 encoded=encoded.to_bytes(),
                 status="sending",
                 payload=payload,
+                topic=group_topic(group.group_id),
             )
             topic = group_topic(group.group_id)
             with self.store.transaction():
@@ -1101,7 +1139,7 @@ class Client:
         message = Message.from_record(stored.record)
         if message.status == "sent" or message.payload is None:
             return message
-        topic = group_topic(self._canonical(conversation_id).group_id)
+        topic = message.topic or group_topic(self._canonical(conversation_id).group_id)
         return await self._publish_message(message, topic)
 
     async def _publish_message(self, message: Message, topic: str) -> Message:
@@ -1163,13 +1201,62 @@ class Client:
     # -- receiving ------------------------------------------------------------------------------
 
     def _emit(self, event: ClientEvent) -> None:
-        self.events.put_nowait(event)
+        if self._held is not None:
+            self._held.append(event)  # told once the envelope's transaction committed
+        else:
+            self.events.put_nowait(event)
 
-    async def run(self) -> None:
-        """Process delivered envelopes forever (until cancelled)."""
+    def unhandled(self) -> list[Message]:
+        """Messages from others stored but not yet marked handled (with ``track_unhandled``):
+        an agent hands them to its handlers again after a crash."""
+        messages = []
+        for key, _ in self.store.items(_UNHANDLED):
+            conversation, _, message_id = key.rpartition("|")
+            stored = self.store.get_message(conversation, message_id)
+            if stored is None:
+                self.store.delete(_UNHANDLED, key)
+            else:
+                messages.append(Message.from_record(stored.record))
+        return sorted(messages, key=lambda m: (m.sent_at_ns, m.id))
+
+    def mark_handled(self, message: Message) -> None:
+        """Record that the application handled ``message`` (see :meth:`unhandled`)."""
+        self.store.delete(_UNHANDLED, f"{message.conversation_id}|{message.id}")
+
+    async def run(self, *, idle_seconds: float = 10.0) -> None:
+        """Process delivered envelopes forever (until cancelled). An envelope whose processing
+        fails for a passing reason (the relay unreachable for a record or history) is tried
+        again with backoff, never skipped. After ``idle_seconds`` without envelopes, what the
+        outbox holds (and interrupted commits) is sent again."""
         while True:
-            envelope = await self.relay.next_envelope()
-            await self.process_envelope(envelope)
+            try:
+                envelope = await asyncio.wait_for(self.relay.next_envelope(), idle_seconds)
+            except TimeoutError:
+                await self._retry_outgoing()
+                continue
+            delay = 0.5
+            while True:
+                try:
+                    await self.process_envelope(envelope)
+                    break
+                except (RelayError, OSError, TimeoutError) as exc:
+                    if not _is_transient(exc):
+                        raise
+                    log.warning(
+                        "processing %s#%d: %s; retrying", envelope.topic, envelope.sequence, exc
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+
+    async def _retry_outgoing(self) -> None:
+        """Send again what is waiting in the outbox and interrupted commits (e.g. after the
+        relay was unreachable for longer than a publish waits)."""
+        try:
+            if self.store.items(_OUTBOX):
+                await self.flush_outbox()
+            await self._resume_pending_commits()
+        except (RelayError, OSError, TimeoutError) as exc:
+            log.info("outgoing messages wait for the relay: %s", exc)
 
     async def sync(self) -> None:
         """Catch up every followed topic from the relay's history, including the groups that
@@ -1220,6 +1307,8 @@ class Client:
                     for inbox in need.inbox_ids:
                         await self.identity(inbox, refresh=True)
                 except (ClientError, RelayError) as exc:
+                    if _is_transient(exc):
+                        raise  # not this envelope's fault: it is tried again, not skipped
                     await self._record_failure(envelope, f"identity of {inbox}: {exc}")
                     break
         else:
@@ -1249,19 +1338,26 @@ class Client:
 
     async def _process_locked(self, envelope: Envelope) -> None:
         """Process one envelope and save its effects in one transaction (the lock is held)."""
-        with self.store.transaction():
-            try:
-                if envelope.topic == self.welcome_topic:
-                    self._process_welcome(envelope)
-                else:
-                    self._process_group_message(envelope)
-            except IdentityNeeded:
-                raise
-            except (MlsError, DecodeError, ClientError, content_types.ContentError) as exc:
-                check = getattr(exc, "check", None)
-                self._fail(envelope, f"{type(exc).__name__}: {exc}", check)
-                self._reload_group(envelope.topic)
-            self._set_cursor(envelope.topic, envelope.sequence)
+        self._held = []
+        try:
+            with self.store.transaction():
+                try:
+                    if envelope.topic == self.welcome_topic:
+                        self._process_welcome(envelope)
+                    else:
+                        self._process_group_message(envelope)
+                except IdentityNeeded:
+                    raise
+                except (MlsError, DecodeError, ClientError, content_types.ContentError) as exc:
+                    check = getattr(exc, "check", None)
+                    self._fail(envelope, f"{type(exc).__name__}: {exc}", check)
+                    self._reload_group(envelope.topic)
+                self._set_cursor(envelope.topic, envelope.sequence)
+            held = self._held
+        finally:
+            self._held = None
+        for event in held:
+            self.events.put_nowait(event)
 
     def _reload_group(self, topic: str) -> None:
         """After a failure, make sure the in-memory group is the saved one."""
@@ -1417,6 +1513,8 @@ class Client:
             sequence=envelope.sequence,
             record=message.to_record(),
         ):
+            if self.track_unhandled and sender_inbox != self.inbox_id:
+                self.store.put(_UNHANDLED, f"{info.conversation_id}|{message.id}", b"")
             self._emit(ClientEvent("message", info.conversation_id, message))
 
     def _mark_own_sent(self, envelope: Envelope, conversation_id: str) -> None:
