@@ -1492,7 +1492,9 @@ class Client:
         info = self._info[group.group_id]
         sender_inbox = inbox_of_credential(event.credential)
         member = group.members.get(event.sender)
-        sender_installation = installation_id(member.signature_key) if member else ""
+        # A late message of an earlier epoch: the leaf may hold someone else by now.
+        same = member is not None and member.credential == event.credential
+        sender_installation = installation_id(member.signature_key) if same and member else ""
         encoded = content_types.EncodedContent.from_bytes(content_types.unpad(event.data))
         message = Message(
             id=message_id_of(envelope.payload),
