@@ -23,12 +23,14 @@ from veilpost.client.content import (
     CONTENT_TYPE_ATTACHMENT,
     CONTENT_TYPE_GROUP_UPDATED,
     CONTENT_TYPE_MARKDOWN,
+    CONTENT_TYPE_PROFILE,
     CONTENT_TYPE_REACTION,
     CONTENT_TYPE_READ_RECEIPT,
     CONTENT_TYPE_REMOTE_ATTACHMENT,
     CONTENT_TYPE_REPLY,
     CONTENT_TYPE_TEXT,
     MAX_CONTENT_BYTES,
+    MAX_DISPLAY_NAME_BYTES,
     MAX_FALLBACK_BYTES,
     MAX_INLINE_ATTACHMENT_BYTES,
     MAX_PARAMETERS,
@@ -46,6 +48,7 @@ from veilpost.client.content import (
     InvalidContent,
     Markdown,
     MetadataChange,
+    Profile,
     Reaction,
     ReadReceipt,
     RemoteAttachment,
@@ -85,6 +88,7 @@ STANDARD_TYPES = [
     CONTENT_TYPE_ATTACHMENT,
     CONTENT_TYPE_REMOTE_ATTACHMENT,
     CONTENT_TYPE_GROUP_UPDATED,
+    CONTENT_TYPE_PROFILE,
 ]
 
 
@@ -98,6 +102,7 @@ def test_standard_type_ids_have_the_documented_text_form() -> None:
         "veilpost.org/attachment:1.0",
         "veilpost.org/remote_attachment:1.0",
         "veilpost.org/group_updated:1.0",
+        "veilpost.org/profile:1.0",
     ]
     assert all(ContentTypeId.parse(str(t)) == t for t in STANDARD_TYPES)
     assert all(t in REGISTRY for t in STANDARD_TYPES)
@@ -389,6 +394,9 @@ ROUND_TRIPS: list[tuple[object, ContentTypeId]] = [
     (REMOTE, CONTENT_TYPE_REMOTE_ATTACHMENT),
     (dataclasses.replace(REMOTE, filename=None, mime_type=None), CONTENT_TYPE_REMOTE_ATTACHMENT),
     (GroupUpdated("inbox-a"), CONTENT_TYPE_GROUP_UPDATED),
+    (Profile("Ada Lovelace 👩‍💻"), CONTENT_TYPE_PROFILE),
+    (Profile(""), CONTENT_TYPE_PROFILE),
+    (Profile("n" * MAX_DISPLAY_NAME_BYTES), CONTENT_TYPE_PROFILE),
     (
         GroupUpdated(
             "inbox-a",
@@ -471,6 +479,7 @@ def test_group_updated_round_trip_property(update: GroupUpdated) -> None:
     [
         ("plain text", None),
         (ReadReceipt(), None),
+        (Profile("Ada"), None),
         (Markdown("# Title"), "# Title"),
         (Reaction("m", "added", "👍"), "Reacted “👍” to an earlier message"),
         (Reaction("m", "removed", "👍"), "Removed “👍” from an earlier message"),
@@ -701,6 +710,14 @@ def attachment_payload(name: bytes, mime: bytes, data: bytes) -> EncodedContent:
     return payload(CONTENT_TYPE_ATTACHMENT, write)
 
 
+def profile_payload(name: bytes, extra: bytes = b"") -> EncodedContent:
+    def write(writer: Writer) -> None:
+        writer.opaque(name)
+        writer.fixed(extra)
+
+    return payload(CONTENT_TYPE_PROFILE, write)
+
+
 def group_update_payload(added: list[bytes]) -> EncodedContent:
     def write(writer: Writer) -> None:
         writer.opaque(b"a")
@@ -779,6 +796,17 @@ PAYLOAD_RULES: list[tuple[str, EncodedContent, str]] = [
         with_content(REMOTE_CONTENT, REMOTE_CONTENT.content[: -(2 + 10 + 2 + 15)] + b"\x02"),
         "invalid presence octet 2",
     ),
+    ("profile baseline is fine", profile_payload("Zoë".encode()), ""),
+    ("profile trailing byte", profile_payload(b"Ada", extra=b"\x00"), "1 trailing bytes"),
+    ("profile truncated", with_content(profile_payload(b"Ada"), b"\x03Ad"), "truncated input"),
+    ("profile empty payload", with_content(profile_payload(b"Ada"), b""), "truncated input"),
+    ("profile bad utf-8", profile_payload(b"A\xffa"), "display name is not valid UTF-8"),
+    ("profile newline", profile_payload(b"Ada\nEvil"), "control character at index 3"),
+    (
+        "profile oversize",
+        profile_payload(b"n" * (MAX_DISPLAY_NAME_BYTES + 1)),
+        f"display name is {MAX_DISPLAY_NAME_BYTES + 1} bytes",
+    ),
     ("group update baseline is fine", group_update_payload([b"b"]), ""),
     ("group update empty added inbox", group_update_payload([b""]), "added inboxes[0] is empty"),
     (
@@ -852,6 +880,11 @@ def test_a_reply_cannot_be_built_around_a_reply() -> None:
         ),
         (lambda: GroupUpdated("i" * 257), InvalidContent, "initiator inbox id is 257 bytes"),
         (lambda: MetadataChange("", None, "x"), InvalidContent, "metadata field is empty"),
+        (lambda: Profile("a\u2028b"), InvalidContent, "control character at index 1"),
+        (lambda: Profile("tab\there"), InvalidContent, "control character at index 3"),
+        (lambda: Profile("\x85"), InvalidContent, "control character at index 0"),
+        (lambda: Profile("é" * 129), InvalidContent, "display name is 258 bytes"),
+        (lambda: Profile(7), TypeError, "display name must be a str"),  # type: ignore[arg-type]
     ],
 )
 def test_values_refuse_to_be_built_breaking_a_rule(
@@ -1173,3 +1206,34 @@ def test_mutated_padding_unpads_or_raises_content_errors(data: bytes, draw: st.D
     # must show in the result: pad is one-to-one.
     assert unpadded != data
     assert pad(unpadded) == bytes(padded)
+
+
+# -- profiles -----------------------------------------------------------------------------------
+
+
+def test_profile_wire_form_and_no_fallback() -> None:
+    encoded = REGISTRY.encode(Profile("Ada"))
+    assert encoded.type == CONTENT_TYPE_PROFILE
+    assert encoded.parameters == ()
+    assert encoded.fallback is None
+    assert encoded.content == b"\x03Ada"  # one opaque<V>: a one-byte length, then UTF-8
+    decoded = REGISTRY.decode_bytes(encoded.to_bytes())
+    assert decoded.value == Profile("Ada")
+    assert decoded.display_text is None  # never shown as text
+
+
+def test_a_client_without_the_profile_codec_shows_nothing() -> None:
+    older = CodecRegistry([TextCodec()])
+    decoded = older.decode_bytes(REGISTRY.encode(Profile("Ada")).to_bytes())
+    assert not decoded.known
+    assert decoded.display_text is None
+
+
+@few
+@given(st.text(max_size=60).filter(lambda t: not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", t)))
+def test_profile_round_trip_property(name: str) -> None:
+    try:
+        value = Profile(name)
+    except InvalidContent:  # a lone surrogate
+        return
+    assert REGISTRY.decode_bytes(REGISTRY.encode(value).to_bytes()).value == value

@@ -26,7 +26,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, Self
 
 from veilpost.client.errors import EpochConflict, RelayError
 from veilpost.client.identity import InstallationKey
@@ -47,6 +47,49 @@ class RelayUnavailable(RelayError):
 
     def __init__(self, message: str) -> None:
         super().__init__("relay_unavailable", message)
+
+
+def request_parts(
+    body: Any, token: str | None, raw: bytes | None
+) -> tuple[dict[str, str], bytes | None]:
+    """The headers and body of a REST request: JSON, or raw bytes (blobs)."""
+    headers = {"Accept": "application/json"}
+    data = None
+    if raw is not None:
+        data, headers["Content-Type"] = raw, "application/octet-stream"
+    elif body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers, data
+
+
+def parse_response(method: str, path: str, status: int, kind: str, content: bytes) -> Any:
+    """A REST response's body (JSON, or bytes); :class:`RelayError` for an error status."""
+    if kind.startswith("application/json"):
+        parsed: Any = json.loads(content) if content else None
+    else:
+        parsed = content
+    if status >= 400:
+        error = parsed if isinstance(parsed, dict) else {}
+        raise RelayError(
+            error.get("code", f"http_{status}"),
+            error.get("message", f"{method} {path} answered {status}"),
+            status=status,
+            extra=error,
+        )
+    return parsed
+
+
+class Socket(Protocol):
+    """What the connection needs of a WebSocket: text frames in and out, and close.
+    ``recv`` raises once the socket is closed."""
+
+    async def send(self, text: str) -> None: ...
+
+    async def recv(self) -> str: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -115,16 +158,11 @@ class RelayConnection:
         *,
         on_state: Callable[[ConnectionState], None] | None = None,
         timeout: float = 15.0,
-    ) -> RelayConnection:
+    ) -> Self:
         """Connect and authenticate; :class:`RelayUnavailable` if the relay does not answer
         within ``timeout`` seconds, :class:`~veilpost.client.errors.RelayError` if it refuses
         this key."""
-        if importlib.util.find_spec("websockets") is None:
-            raise RelayError(
-                "missing_dependency",
-                "the WebSocket transport needs the `websockets` package:"
-                " pip install 'veilpost[agent]'",
-            )
+        cls._check_dependencies()
         connection = cls(url, key, on_state=on_state)
         connection._ready = asyncio.get_running_loop().create_future()
         connection._runner = asyncio.create_task(connection._run())
@@ -160,32 +198,56 @@ class RelayConnection:
         if self._on_state is not None:
             self._on_state(ConnectionState(state, error))
 
-    async def _run(self) -> None:
+    # -- the two primitives an adapter provides (here: websockets and urllib) ----------------
+
+    @classmethod
+    def _check_dependencies(cls) -> None:
+        if importlib.util.find_spec("websockets") is None:
+            raise RelayError(
+                "missing_dependency",
+                "the WebSocket transport needs the `websockets` package:"
+                " pip install 'veilpost[agent]'",
+            )
+
+    async def _open_socket(self) -> Socket:
+        """A connected WebSocket to :attr:`ws_url`."""
         import websockets
 
+        return await websockets.connect(  # type: ignore[return-value]
+            self.ws_url,
+            max_size=None,
+            open_timeout=10,
+            ping_interval=20,
+            compression=None,  # no compression oracle; ciphertext does not compress
+        )
+
+    async def _fetch(
+        self, method: str, path: str, body: Any, token: str | None, raw: bytes | None
+    ) -> tuple[int, Any]:
+        """One HTTP request to the REST API: ``(status, parsed body)``; raises
+        :class:`~veilpost.client.errors.RelayError` for an error status."""
+        return await asyncio.to_thread(self._http, method, path, body, token=token, raw=raw)
+
+    # -- the connection's life ---------------------------------------------------------------
+
+    async def _run(self) -> None:
         backoff = 0.5
         while not self._closed:
             self._state("connecting")
+            ws: Socket | None = None
             try:
-                async with websockets.connect(
-                    self.ws_url,
-                    max_size=None,
-                    open_timeout=10,
-                    ping_interval=20,
-                    compression=None,  # no compression oracle; ciphertext does not compress
-                ) as ws:
-                    self._ws = ws
-                    await self._authenticate(ws)
-                    backoff = 0.5
-                    # Resend what waited before anything new goes out (keeps the order).
-                    await self._resume(ws)
-                    self._connected.set()
-                    self._state("connected")
-                    if self._ready is not None and not self._ready.done():
-                        self._ready.set_result(None)
-                    async for raw in ws:
-                        self._dispatch(json.loads(raw))
-                    error = "the relay closed the connection"
+                ws = await self._open_socket()
+                self._ws = ws
+                await self._authenticate(ws)
+                backoff = 0.5
+                # Resend what waited before anything new goes out (keeps the order).
+                await self._resume(ws)
+                self._connected.set()
+                self._state("connected")
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_result(None)
+                while True:
+                    self._dispatch(json.loads(await ws.recv()))
             except RelayError as exc:
                 if exc.code in ("installation_revoked", "bad_signature"):
                     if self._ready is not None and not self._ready.done():
@@ -194,8 +256,12 @@ class RelayConnection:
                     self._fail_for_good(exc)
                     return
                 error = str(exc)
-            except Exception as exc:  # whatever broke the socket: reconnect
+            except Exception as exc:  # whatever broke the socket (its close too): reconnect
                 error = f"{type(exc).__name__}: {exc}"
+            finally:
+                if ws is not None:
+                    with contextlib.suppress(Exception):
+                        await ws.close()
             self._connected.clear()
             self._ws = None
             if self._closed:
@@ -337,14 +403,7 @@ class RelayConnection:
         token: str | None = None,
         raw: bytes | None = None,
     ) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        data = None
-        if raw is not None:
-            data, headers["Content-Type"] = raw, "application/octet-stream"
-        elif body is not None:
-            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers, data = request_parts(body, token, raw)
         request = urllib.request.Request(
             self.http_base + path, data=data, method=method, headers=headers
         )
@@ -357,28 +416,15 @@ class RelayConnection:
             content, kind, status = exc.read(), exc.headers.get("Content-Type", ""), exc.code
         except (urllib.error.URLError, OSError) as exc:
             raise RelayUnavailable(f"{method} {path}: {exc}") from None
-        if kind.startswith("application/json"):
-            parsed: Any = json.loads(content) if content else None
-        else:
-            parsed = content
-        if status >= 400:
-            error = parsed if isinstance(parsed, dict) else {}
-            raise RelayError(
-                error.get("code", f"http_{status}"),
-                error.get("message", f"{method} {path} answered {status}"),
-                status=status,
-                extra=error,
-            )
-        return status, parsed
+        return status, parse_response(method, path, status, kind, content)
 
     async def _token_now(self) -> str:
         if self._token is not None and self._token[1] > time.time() + 60:
             return self._token[0]
-        _status, challenge = await asyncio.to_thread(self._http, "POST", "/auth/challenge")
+        _status, challenge = await self._fetch("POST", "/auth/challenge", None, None, None)
         nonce = b64decode(challenge["nonce"])
         signature = self.key.sign(auth_message(self.audience, nonce))
-        _status, answer = await asyncio.to_thread(
-            self._http,
+        _status, answer = await self._fetch(
             "POST",
             "/auth/token",
             {
@@ -386,6 +432,8 @@ class RelayConnection:
                 "public_key": b64encode(self.key.public_key),
                 "signature": b64encode(signature),
             },
+            None,
+            None,
         )
         # The relay's clock decides; keep a margin of our own.
         self._token = (answer["token"], time.time() + 3000)
@@ -399,9 +447,7 @@ class RelayConnection:
         for attempt in range(2):
             token = await self._token_now()
             try:
-                _status, parsed = await asyncio.to_thread(
-                    self._http, method, path, body, token=token, raw=raw
-                )
+                _status, parsed = await self._fetch(method, path, body, token, raw)
                 return parsed
             except RelayError as exc:
                 if exc.code in ("token_expired", "invalid_token") and attempt == 0:
@@ -525,3 +571,7 @@ class RelayConnection:
             cursor = page.get("next_cursor")
             if not cursor:
                 return rows
+
+    async def set_read_cursor(self, topic: str, sequence: int) -> None:
+        quoted = urllib.parse.quote(topic, safe="")
+        await self.rest("PUT", f"/conversations/{quoted}/read-cursor", {"sequence": sequence})

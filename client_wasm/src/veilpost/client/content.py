@@ -71,6 +71,7 @@ __all__ = [
     "CONTENT_TYPE_ATTACHMENT",
     "CONTENT_TYPE_GROUP_UPDATED",
     "CONTENT_TYPE_MARKDOWN",
+    "CONTENT_TYPE_PROFILE",
     "CONTENT_TYPE_REACTION",
     "CONTENT_TYPE_READ_RECEIPT",
     "CONTENT_TYPE_REMOTE_ATTACHMENT",
@@ -78,6 +79,7 @@ __all__ = [
     "CONTENT_TYPE_TEXT",
     "MAX_AUTHORITY_ID_BYTES",
     "MAX_CONTENT_BYTES",
+    "MAX_DISPLAY_NAME_BYTES",
     "MAX_FALLBACK_BYTES",
     "MAX_FILENAME_BYTES",
     "MAX_INBOX_ID_BYTES",
@@ -114,6 +116,8 @@ __all__ = [
     "Markdown",
     "MarkdownCodec",
     "MetadataChange",
+    "Profile",
+    "ProfileCodec",
     "Reaction",
     "ReactionAction",
     "ReactionCodec",
@@ -171,6 +175,8 @@ MAX_METADATA_FIELD_BYTES: Final = 64
 """Longest group metadata field name in a :class:`MetadataChange`."""
 MAX_METADATA_VALUE_BYTES: Final = 4096
 """Longest old or new group metadata value in a :class:`MetadataChange`."""
+MAX_DISPLAY_NAME_BYTES: Final = 256
+"""Longest display name of a :class:`Profile`."""
 
 PAD_MIN_SIZE: Final = 256
 """The smallest padded size: every padded message is at least this long."""
@@ -390,6 +396,8 @@ CONTENT_TYPE_REMOTE_ATTACHMENT: Final = ContentTypeId(STANDARD_AUTHORITY, "remot
 """An encrypted file stored as a blob (:class:`RemoteAttachment`)."""
 CONTENT_TYPE_GROUP_UPDATED: Final = ContentTypeId(STANDARD_AUTHORITY, "group_updated", 1, 0)
 """A change of members or metadata, told to the group (:class:`GroupUpdated`)."""
+CONTENT_TYPE_PROFILE: Final = ContentTypeId(STANDARD_AUTHORITY, "profile", 1, 0)
+"""The sender's display name, told to a conversation (:class:`Profile`)."""
 
 # -- encoded content ----------------------------------------------------------------------------
 
@@ -1386,9 +1394,63 @@ class GroupUpdatedCodec:
         return _clip(f"{_short_inbox(value.initiated_by_inbox_id)} {summary}", 512)
 
 
+# -- profiles -----------------------------------------------------------------------------------
+
+_NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How the sender wants to be called: its display name (one line of at most
+    :data:`MAX_DISPLAY_NAME_BYTES`, no control characters; empty clears the name).
+
+    A member sends its profile to a conversation when it joins, when members are added and
+    when the name changes; the newest one of an inbox wins. Never shown as a message.
+    """
+
+    display_name: str
+
+    def __post_init__(self) -> None:
+        _utf8(self.display_name, "display name", MAX_DISPLAY_NAME_BYTES)
+        match = _NAME_FORBIDDEN.search(self.display_name)
+        if match is not None:
+            raise InvalidContent(f"display name has a control character at index {match.start()}")
+
+
+class ProfileCodec:
+    """:class:`Profile`. Payload::
+
+        struct {
+            opaque display_name<V>;     // UTF-8, at most MAX_DISPLAY_NAME_BYTES
+        } ProfileContent;
+
+    No fallback: a client that does not know profiles shows nothing for them.
+    """
+
+    content_type = CONTENT_TYPE_PROFILE
+    value_type = Profile
+
+    def encode(self, value: Profile) -> EncodedContent:
+        """Encode a profile."""
+        writer = Writer()
+        _write_str(writer, value.display_name)
+        return EncodedContent(type=self.content_type, content=writer.getvalue())
+
+    def decode(self, encoded: EncodedContent) -> Profile:
+        """Decode a profile."""
+        _expect_type(encoded, self.content_type)
+        return _parse_struct(
+            encoded.content, "profile", lambda reader: Profile(_read_str(reader, "display name"))
+        )
+
+    def fallback(self, value: Profile) -> str | None:
+        """None: profiles are not shown."""
+        return None
+
+
 def default_registry() -> CodecRegistry:
     """A registry with every standard codec (text, markdown, reply, reaction, read receipt,
-    attachment, remote attachment, group updated)."""
+    attachment, remote attachment, group updated, profile)."""
     registry = CodecRegistry(
         [
             TextCodec(),
@@ -1398,6 +1460,7 @@ def default_registry() -> CodecRegistry:
             AttachmentCodec(),
             RemoteAttachmentCodec(),
             GroupUpdatedCodec(),
+            ProfileCodec(),
         ]
     )
     registry.register(ReplyCodec(registry))

@@ -16,6 +16,9 @@
   by an Ethereum wallet over :func:`veilpost.protocol.address_binding_text` of the inbox id and
   the time of signing; anyone can check it by recovering the signer.
 
+- A **safety fingerprint** (:func:`fingerprint`) of a verified record is what two people
+  compare out of band to know that they see the same installations of an inbox.
+
 Wire form of a record (TLS presentation language, RFC 9420 §2.1)::
 
     struct { opaque address<V>; opaque signature<V>; uint64 issued_at; } AddressBinding;
@@ -29,6 +32,7 @@ Wire form of a record (TLS presentation language, RFC 9420 §2.1)::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -50,6 +54,7 @@ __all__ = [
     "InstallationKey",
     "SignedRecord",
     "credential_for",
+    "fingerprint",
     "inbox_of_credential",
     "verify_record_chain",
 ]
@@ -318,3 +323,40 @@ def verify_record_chain(
     if current is None:
         raise _fail("record.missing", f"inbox {inbox_id} has no identity record")
     return current
+
+
+FINGERPRINT_LABEL = b"veilpost safety fingerprint v1"
+FINGERPRINT_GROUPS = 12
+
+
+def fingerprint(record: IdentityRecord) -> str:
+    """The safety fingerprint of an inbox's installations: twelve groups of five decimal
+    digits, e.g. ``"04217 93310 …"``. Two people who see the same fingerprint for an inbox
+    see the same installations of it (the relay cannot add one unnoticed).
+
+    Derivation (TLS presentation language)::
+
+        struct {
+            opaque label<V> = "veilpost safety fingerprint v1";
+            opaque inbox_id<V>;                 // ASCII
+            opaque installations<V><V>;         // the record's Ed25519 keys, sorted bytewise
+        } FingerprintInput;
+
+        digest = SHA-256(0x00 || FingerprintInput) || SHA-256(0x01 || FingerprintInput)
+        group[i] = uint40(digest[5i .. 5i+5]) mod 100000      for i in 0..11
+
+    each group written with five digits (leading zeros kept), the groups joined by spaces.
+    The record's version and its address bindings are not part of it: the fingerprint changes
+    exactly when the inbox's set of installations does.
+    """
+    writer = Writer()
+    writer.opaque(FINGERPRINT_LABEL)
+    writer.opaque(record.inbox_id.encode("ascii"))
+    writer.vector(sorted(bytes(k) for k in record.installations), Writer.opaque)
+    data = writer.getvalue()
+    digest = hashlib.sha256(b"\x00" + data).digest() + hashlib.sha256(b"\x01" + data).digest()
+    groups = (
+        int.from_bytes(digest[5 * i : 5 * i + 5], "big") % 100_000
+        for i in range(FINGERPRINT_GROUPS)
+    )
+    return " ".join(f"{group:05d}" for group in groups)

@@ -124,3 +124,8 @@ class RelayPort(Protocol):
     async def conversations(self) -> list[dict[str, Any]]:
         """Every row of ``GET /conversations`` (all pages)."""
         ...
+
+    async def set_read_cursor(self, topic: str, sequence: int) -> None:
+        """Move this installation's read cursor on ``topic`` forward to ``sequence`` (``PUT
+        /conversations/{topic}/read-cursor``; a lower value leaves it where it is)."""
+        ...

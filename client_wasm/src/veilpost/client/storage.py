@@ -397,6 +397,13 @@ class Store:
         self._aead_key = backend.hkdf_expand(prk, b"veilpost store v1 aead", _AEAD.key_size)
         self._mac_key = backend.hkdf_expand(prk, b"veilpost store v1 mac", 32)
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file and empty it, so that the file
+        alone holds everything (the browser worker saves that file)."""
+        if self._depth:
+            raise StoreError("cannot checkpoint inside a transaction")
+        self._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     def close(self) -> None:
         """Close the file. Idempotent; any call after it raises :class:`StoreError`."""
         if self._connection is None:
