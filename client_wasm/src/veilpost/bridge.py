@@ -70,7 +70,6 @@ from veilpost.client.client import Client, ClientEvent, Conversation, Message
 from veilpost.client.errors import ClientError, RelayError
 from veilpost.client.identity import fingerprint
 from veilpost.client.storage import MessageCursor
-from veilpost.protocol import group_topic
 
 __all__ = ["Bridge", "BridgeError"]
 
@@ -802,14 +801,7 @@ class Bridge:
 
     def _topics(self, conversation: Conversation) -> list[str]:
         """Every group topic of a conversation (a DM made twice has two)."""
-        groups = getattr(self.client, "_conversation_groups", None)
-        topics: list[str] = []
-        if callable(groups):
-            try:
-                topics = [group_topic(g.group_id) for g in groups(conversation.id)]
-            except Exception:  # a changed private API: fall back to the canonical topic
-                topics = []
-        return topics or [conversation.topic]
+        return self.client.conversation_topics(conversation.id) or [conversation.topic]
 
     def _read_cursor(self, topic: str) -> int:
         row = self._rows.get(topic)

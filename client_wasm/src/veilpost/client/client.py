@@ -702,6 +702,10 @@ class Client:
             if info.conversation_id == conversation_id and gid in self._groups
         ]
 
+    def conversation_topics(self, conversation_id: str) -> list[str]:
+        """Every group topic of a conversation (a DM made twice by both sides has two)."""
+        return [group_topic(g.group_id) for g in self._conversation_groups(conversation_id)]
+
     def _canonical(self, conversation_id: str) -> Group:
         """The group a conversation sends on: for a DM made twice, the active group with
         the smaller id."""
@@ -1622,6 +1626,12 @@ class Client:
             if old != new:
                 changes.append(content_types.MetadataChange(name, old or None, new or None))
         if not (added or removed or changes):
+            if (metadata.admins, metadata.super_admins, metadata.policy) != (
+                metadata_before.admins,
+                metadata_before.super_admins,
+                metadata_before.policy,
+            ):
+                self._emit(ClientEvent("updated", info.conversation_id))  # roles changed
             return
         committer = before.get(staged.committer_leaf) or group.members.get(staged.committer_leaf)
         initiator = inbox_of_credential(committer.credential) if committer else ""
