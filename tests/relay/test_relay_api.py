@@ -106,15 +106,17 @@ def test_api_errors_are_json(exc: Exception, status: int, code: str) -> None:
         assert payload["details"] == [{"loc": ["body", "x"], "msg": "Field required"}]
 
 
-def test_home_page(client: Client) -> None:
+def test_home_page_is_the_web_chat(client: Client) -> None:
     response = client.get("/")
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     page = response.content.decode()
-    assert 'href="/api/v1/docs"' in page
-    assert "<script" not in page
-    assert __version__ in page
+    assert '<script type="module" src="/static/chat/app.js"' in page
+    assert 'data-worker="/static/chat/worker.js"' in page
+    # No inline script, style or handler: every script has a src, and the CSP forbids the rest.
+    assert page.count("<script") == page.count("<script type=\"module\" src=")
+    assert "<style" not in page and " style=" not in page and " onclick=" not in page
 
 
 def test_security_headers(client: Client) -> None:
@@ -122,5 +124,15 @@ def test_security_headers(client: Client) -> None:
 
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
-    assert response["Referrer-Policy"] == "same-origin"
+    assert response["Referrer-Policy"] == "no-referrer"
     assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+    policy = {}
+    for directive in response["Content-Security-Policy"].split("; "):
+        name, _, value = directive.partition(" ")
+        policy[name] = value
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == "'self' 'wasm-unsafe-eval'"
+    assert policy["connect-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert "unsafe-inline" not in response["Content-Security-Policy"]
+    assert "'unsafe-eval'" not in response["Content-Security-Policy"]

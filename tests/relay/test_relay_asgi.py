@@ -119,7 +119,7 @@ async def test_http_goes_to_django() -> None:
 
 @pytest.mark.skipif(not settings.VEILPOST_SERVE_STATIC, reason="VEILPOST_SERVE_STATIC is off")
 async def test_static_files_are_served() -> None:
-    status, body = await http_get("/static/relay/home.css")
+    status, body = await http_get("/static/chat/app.css")
 
     assert status == 200
     assert b"font-family" in body
