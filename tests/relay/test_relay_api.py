@@ -115,7 +115,7 @@ def test_home_page_is_the_web_chat(client: Client) -> None:
     assert '<script type="module" src="/static/chat/app.js"' in page
     assert 'data-worker="/static/chat/worker.js"' in page
     # No inline script, style or handler: every script has a src, and the CSP forbids the rest.
-    assert page.count("<script") == page.count("<script type=\"module\" src=")
+    assert page.count("<script") == page.count('<script type="module" src=')
     assert "<style" not in page and " style=" not in page and " onclick=" not in page
 
 
