@@ -120,15 +120,58 @@ const persistence = new Persistence();
 
 // -- the owner -------------------------------------------------------------------------------
 
+// The runtime: Pyodide with the veilpost wheel installed and its modules imported. After the
+// first start, once the chat is ready, a second, throw-away instance makes a memory snapshot
+// of that state (no keys: nothing but imports ever ran in it) and keeps it in Cache Storage,
+// under a name that changes with the Pyodide version and the wheel's hash; later starts load
+// it, skipping the interpreter's start-up and the imports. A snapshot that fails to load is
+// dropped and made again.
+const RUNTIME_CACHE = "veilpost-runtime";
+const IMPORTS = "import veilpost.browser, veilpost.bridge, veilpost.client.client, veilpost.crypto";
+let snapshotLater = null; // set when the runtime had to start without a snapshot
+
+async function runtime() {
+  const { loadPyodide, version } = await import(`${PYODIDE}pyodide.mjs`);
+  const options = { indexURL: PYODIDE, env: { VEILPOST_CRYPTO_BACKEND: "pure" } };
+  const manifest = await (await fetch(`${ORIGIN}/static/wasm/manifest.json`, { cache: "no-cache" })).json();
+  const name = `${ORIGIN}/static/wasm/snapshot?pyodide=${version}&wheel=${manifest.sha256 ?? manifest.wheel}`;
+  const cache = self.caches ? await caches.open(RUNTIME_CACHE) : null;
+  const saved = cache ? await cache.match(name) : null;
+  // A snapshot holds the interpreter's memory, not its files: the wheel is unpacked again
+  // (modules imported later, such as the crypto backends, are read from it).
+  const wheelBytes = fetch(`${ORIGIN}/static/wasm/${manifest.wheel}`).then((r) => r.arrayBuffer());
+  if (saved) {
+    try {
+      progress("packages", "from the saved runtime");
+      const instance = await loadPyodide({ ...options, _loadSnapshot: new Uint8Array(await saved.arrayBuffer()) });
+      instance.unpackArchive(await wheelBytes, "wheel");
+      return instance;
+    } catch (error) {
+      console.warn("veilpost: the saved runtime did not load; starting afresh", error);
+      await cache.delete(name);
+    }
+  }
+  const instance = await loadPyodide(options);
+  progress("packages");
+  const wheel = await wheelBytes;
+  instance.unpackArchive(wheel, "wheel");
+  if (cache) {
+    snapshotLater = async () => {
+      const spare = await loadPyodide({ ...options, _makeSnapshot: true });
+      spare.unpackArchive(wheel, "wheel");
+      spare.runPython(IMPORTS);
+      const snapshot = spare.makeMemorySnapshot();
+      for (const key of await cache.keys()) await cache.delete(key); // older versions
+      await cache.put(name, new Response(snapshot));
+    };
+  }
+  return instance;
+}
+
 async function boot() {
   const started = performance.now();
   progress("runtime");
-  const { loadPyodide } = await import(`${PYODIDE}pyodide.mjs`);
-  pyodide = await loadPyodide({ indexURL: PYODIDE, env: { VEILPOST_CRYPTO_BACKEND: "pure" } });
-  progress("packages");
-  const manifest = await (await fetch(`${ORIGIN}/static/wasm/manifest.json`, { cache: "no-cache" })).json();
-  const wheel = await (await fetch(`${ORIGIN}/static/wasm/${manifest.wheel}`)).arrayBuffer();
-  pyodide.unpackArchive(wheel, "wheel");
+  pyodide = await runtime();
   progress("state");
   const { storeKey, snapshot } = await persistence.load();
   pyodide.FS.mkdirTree("/profile");
@@ -143,6 +186,9 @@ async function boot() {
   await python.start(ORIGIN, DB_PATH, pyodide.toPy(storeKey));
   await persistence.save();
   post({ event: "progress", stage: "ready", detail: null, ms: Math.round(performance.now() - started) });
+  if (snapshotLater) {
+    setTimeout(() => snapshotLater().catch((error) => console.warn("veilpost: no runtime snapshot", error)), 3000);
+  }
 }
 
 async function answer(request) {

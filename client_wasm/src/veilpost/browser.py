@@ -154,7 +154,7 @@ class Worker:
         self._emit({"event": "progress", "stage": "connecting", "detail": origin})
         self.relay = await BrowserRelay.open(origin, key, on_state=self._on_state)
         self.client = Client(key, self.relay.inbox_id, self.store, self.relay)
-        await self.client.start()
+        await self.client.start(key_packages_in_background=True)
         from veilpost.bridge import Bridge
 
         self.bridge = Bridge(self.client, origin=origin)

@@ -436,6 +436,12 @@ class Client:
         self._records[self.inbox_id] = record
         self.store.put(_RECORDS, self.inbox_id, data)
 
+    async def _key_packages_soon(self) -> None:
+        try:
+            await self.ensure_key_packages()
+        except (ClientError, RelayError, OSError) as exc:
+            log.warning("uploading key packages: %s (tried again at the next start)", exc)
+
     def _pin_inbox(self) -> None:
         """Refuse an inbox the relay assigns that this installation did not expect: its own id
         (a new inbox), the one it was told to join (``expect_inbox``), or the one it had."""
@@ -542,12 +548,17 @@ class Client:
 
     # -- start-up ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, key_packages_in_background: bool = False) -> None:
         """Publish the identity record (first start), top up key packages and subscribe to
-        every topic after its cursor."""
+        every topic after its cursor. With ``key_packages_in_background`` the key packages
+        are made and uploaded after this returns (the browser: making twenty in pure Python
+        takes a moment, and nothing the user sees waits for them)."""
         self._pin_inbox()
         await self._ensure_identity_record()
-        await self.ensure_key_packages()
+        if key_packages_in_background:
+            self._spawn(self._key_packages_soon())
+        else:
+            await self.ensure_key_packages()
         await self.relay.subscribe(self.topics())
         await self._resume_pending_commits()
         await self.flush_outbox()
