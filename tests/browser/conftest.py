@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ import pytest
 import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
-from daphne_nodes import ROOT, migrate, start_daphne, stop, wait_up
+from daphne_nodes import ROOT, free_port, migrate, stop, wait_up
 
 CHROMIUM = "/usr/bin/chromium"
+DAPHNE = [sys.executable, "-m", "daphne", "-b", "127.0.0.1"]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -47,11 +49,14 @@ class ChatRelay:
     database: Path
     log: Path
     env: dict[str, str]
+    capture: Path  # every HTTP body and WebSocket frame the relay received or sent
 
 
 @pytest.fixture(scope="session")
 def chat_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatRelay]:
-    """A relay that serves the web chat and its static files (Pyodide, the wheel)."""
+    """A relay that serves the web chat and its static files (Pyodide, the wheel), and
+    records what it receives and sends (tests/messaging/capture_asgi.py) for the operator
+    test."""
     if not (ROOT / "static" / "wasm" / "manifest.json").exists():
         _unavailable("no veilpost wheel in static/wasm/: run ./dev setup")
     if not (ROOT / "node_modules" / "pyodide" / "pyodide.mjs").exists():
@@ -68,15 +73,27 @@ def chat_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatRelay]:
         "VEILPOST_LOG_LEVEL": "WARNING",
         "VEILPOST_CLAIM_RATE": "1000",
         "VEILPOST_CLAIM_BURST": "1000",
+        "VEILPOST_CAPTURE_FILE": str(base / "capture.jsonl"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "messaging"), str(ROOT)]),
     }
     env.pop("REDIS_URL", None)
     migrate(env, timeout=120)
     log = base / "daphne.log"
-    port, process = start_daphne(env, log)
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*DAPHNE, "-p", str(port), "capture_asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         if not wait_up(process, port, 60):
             raise RuntimeError(f"the relay did not start: {log.read_text()[-3000:]}")
-        yield ChatRelay(f"http://127.0.0.1:{port}", port, database, log, env)
+        yield ChatRelay(
+            f"http://127.0.0.1:{port}", port, database, log, env, base / "capture.jsonl"
+        )
     finally:
         stop([process])
 

@@ -201,3 +201,41 @@ async def test_dm_group_reload_and_xss(
     await alice.page.screenshot(path=str(screenshot_path("04-after-reload")))
     for person in (alice, bob, carol):
         assert person.errors == [], person.errors
+
+
+async def test_operator_sees_no_canary_of_a_browser_conversation(
+    make_person: MakePerson, chat_relay: ChatRelay
+) -> None:
+    """A canary in a text, a group name and an attachment of a browser conversation is in no
+    relay table and in nothing the relay received or sent."""
+    import base64
+    import secrets
+
+    from canary_search import capture_values, database_values, found, texts_of
+
+    canary = "canary-" + secrets.token_hex(12)
+    alice, bob = [await make_person(n) for n in ("alice", "bob")]
+    await alice.open(chat_relay.url + "/")
+    await bob.open(chat_relay.url + "/")
+    await alice.create_group(f"group {canary}", [bob.inbox_id])
+    await alice.send(f"the secret is {canary}")
+    await alice.page.set_input_files(
+        '[data-testid="attach-input"]',
+        files=[{"name": "note.txt", "mimeType": "text/plain", "buffer": canary.encode() * 20}],
+    )
+    await alice.page.locator('[data-testid="attachment-name"]', has_text="note.txt").first.wait_for(
+        timeout=WAIT_MS
+    )
+    await bob.open_conversation(f"group {canary}")
+    await bob.wait_text(f"the secret is {canary}")
+    await bob.page.locator('[data-testid="attachment-name"]', has_text="note.txt").first.wait_for(
+        timeout=WAIT_MS
+    )
+    needle = canary.encode()
+    database = list(t for v in database_values(chat_relay.database) for t in texts_of(v))
+    captured = list(t for v in capture_values(chat_relay.capture) for t in texts_of(v))
+    assert found(b"group:", iter(database)) and found(b"group:", iter(captured))  # controls
+    assert found(needle, texts_of(base64.b64encode(b"x" + needle).decode()))
+    assert not found(needle, iter(database))
+    assert not found(needle, iter(captured))
+    assert needle not in chat_relay.log.read_bytes()

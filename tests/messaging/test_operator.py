@@ -5,12 +5,8 @@ database nor in anything the relay received or sent."""
 from __future__ import annotations
 
 import base64
-import binascii
-import contextlib
-import json
 import os
 import secrets
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +21,7 @@ from .conftest import Relay
 from .messaging_support import Peer, open_peer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
+from canary_search import capture_values, database_values, found, texts_of
 from daphne_nodes import ROOT, free_port, migrate, stop, wait_up
 
 
@@ -78,64 +75,6 @@ async def operator_peers() -> AsyncIterator[list[Peer]]:
         await peer.close()
 
 
-def _texts_of(value: object) -> Iterator[bytes]:
-    """Every string and byte string in a value, and what base64 strings decode to."""
-    if isinstance(value, bytes):
-        yield value
-        with contextlib.suppress(UnicodeDecodeError):
-            yield from _texts_of(value.decode("utf-8"))
-    elif isinstance(value, str):
-        yield value.encode("utf-8", "surrogatepass")
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict | list):
-            yield from _texts_of(parsed)
-        for candidate in (value, value + "=" * (-len(value) % 4)):
-            try:
-                decoded = base64.b64decode(candidate, validate=True)
-            except (binascii.Error, ValueError):
-                try:
-                    decoded = base64.urlsafe_b64decode(candidate)
-                except (binascii.Error, ValueError):
-                    continue
-            yield decoded
-            break
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _texts_of(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _texts_of(item)
-
-
-def _found(needle: bytes, haystack: Iterator[bytes]) -> bool:
-    return any(needle in blob for blob in haystack)
-
-
-def _database_values(path: Path) -> Iterator[object]:
-    connection = sqlite3.connect(path)
-    try:
-        tables = [
-            r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        ]
-        for table in tables:
-            for row in connection.execute(f'SELECT * FROM "{table}"'):
-                yield from row
-    finally:
-        connection.close()
-
-
-def _capture_values(path: Path) -> Iterator[object]:
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        yield entry
-        for name in ("body", "bytes"):
-            if name in entry:
-                yield base64.b64decode(entry[name])
-
-
 @pytest.mark.asyncio
 async def test_canary_never_reaches_the_relay(
     capturing_relay: tuple[Relay, Path], operator_peers: list[Peer], tmp_path: Path
@@ -168,10 +107,10 @@ async def test_canary_never_reaches_the_relay(
     topic = bob.client.conversation(group.id).topic.encode()
     # Positive controls: the search finds what the relay does see (the topic name), and would
     # find the canary in base64, as a payload field would carry it.
-    assert _found(topic, (t for v in _database_values(relay.database) for t in _texts_of(v)))
-    assert _found(topic, (t for v in _capture_values(capture) for t in _texts_of(v)))
-    assert _found(needle, _texts_of(base64.b64encode(b"x" + needle).decode()))
-    assert not _found(needle, (t for v in _database_values(relay.database) for t in _texts_of(v)))
-    assert not _found(needle, (t for v in _capture_values(capture) for t in _texts_of(v)))
+    assert found(topic, (t for v in database_values(relay.database) for t in texts_of(v)))
+    assert found(topic, (t for v in capture_values(capture) for t in texts_of(v)))
+    assert found(needle, texts_of(base64.b64encode(b"x" + needle).decode()))
+    assert not found(needle, (t for v in database_values(relay.database) for t in texts_of(v)))
+    assert not found(needle, (t for v in capture_values(capture) for t in texts_of(v)))
     log = relay.log.read_bytes()
     assert needle not in log
