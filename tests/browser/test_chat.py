@@ -239,3 +239,25 @@ async def test_operator_sees_no_canary_of_a_browser_conversation(
     assert not found(needle, iter(database))
     assert not found(needle, iter(captured))
     assert needle not in chat_relay.log.read_bytes()
+
+
+async def test_two_tabs_of_one_profile_share_it(
+    make_person: MakePerson, chat_relay: ChatRelay, browser: Any
+) -> None:
+    """Two tabs of the same profile: one worker owns the state (a Web Lock), the other tab
+    goes through it; both show new messages, and either can send."""
+    alice, bob = [await make_person(n) for n in ("alice", "bob")]
+    await alice.open(chat_relay.url + "/")
+    await bob.open(chat_relay.url + "/")
+    second = Person("alice-tab-2", alice.context, await alice.context.new_page())
+    await second.open(chat_relay.url + "/")
+    assert second.inbox_id == alice.inbox_id
+    await bob.start_dm(alice.inbox_id)
+    await bob.send("to both tabs")
+    for tab in (alice, second):
+        await tab.open_conversation(bob.inbox_id[:8])
+        await tab.wait_text("to both tabs")
+    await second.send("from the second tab")
+    await bob.wait_text("from the second tab")
+    await alice.wait_text("from the second tab")
+    assert alice.errors == [] and second.errors == []
