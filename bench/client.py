@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import platform
-import secrets
 import statistics
 import sys
 import tempfile
@@ -140,18 +138,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{base / 'relay.sqlite3'}",
-            "VEILPOST_DEBUG": "0",
-            "VEILPOST_SECRET_KEY": secrets.token_urlsafe(32),
-            "VEILPOST_LOG_LEVEL": "WARNING",
-            "VEILPOST_PUBLISH_RATE": "100000",
-            "VEILPOST_PUBLISH_BURST": "100000",
-            "VEILPOST_CLAIM_RATE": "100000",
-            "VEILPOST_CLAIM_BURST": "100000",
-        }
-        env.pop("REDIS_URL", None)
+        env = daphne_nodes.sqlite_env(base / "relay.sqlite3", **daphne_nodes.UNLIMITED_RATES)
         daphne_nodes.migrate(env, timeout=120)
         port, process = daphne_nodes.start_daphne(env, base / "daphne.log")
         try:

@@ -8,8 +8,6 @@ here. Without it the tests are skipped with the reason, except under CI, where t
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,10 +18,18 @@ import pytest
 import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
-from daphne_nodes import ROOT, free_port, migrate, stop, wait_up
+from daphne_nodes import (
+    CAPTURE_APP,
+    ROOT,
+    capture_settings,
+    migrate,
+    sqlite_env,
+    start_daphne,
+    stop,
+    wait_up,
+)
 
 CHROMIUM = "/usr/bin/chromium"
-DAPHNE = [sys.executable, "-m", "daphne", "-b", "127.0.0.1"]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -63,37 +69,21 @@ def chat_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatRelay]:
         _unavailable("no Pyodide in node_modules/: run ./dev setup")
     base = tmp_path_factory.mktemp("chat-relay")
     database = base / "relay.sqlite3"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{database}",
-        "DJANGO_SETTINGS_MODULE": "webapp.settings",
-        "VEILPOST_DEBUG": "0",
-        "VEILPOST_SERVE_STATIC": "1",
-        "VEILPOST_SECRET_KEY": secrets.token_urlsafe(32),
-        "VEILPOST_LOG_LEVEL": "WARNING",
-        "VEILPOST_CLAIM_RATE": "1000",
-        "VEILPOST_CLAIM_BURST": "1000",
-        "VEILPOST_CAPTURE_FILE": str(base / "capture.jsonl"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "messaging"), str(ROOT)]),
-    }
-    env.pop("REDIS_URL", None)
+    capture = base / "capture.jsonl"
+    env = sqlite_env(
+        database,
+        VEILPOST_SERVE_STATIC="1",
+        VEILPOST_CLAIM_RATE="1000",
+        VEILPOST_CLAIM_BURST="1000",
+        **capture_settings(capture),
+    )
     migrate(env, timeout=120)
     log = base / "daphne.log"
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*DAPHNE, "-p", str(port), "capture_asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    port, process = start_daphne(env, log, CAPTURE_APP)
     try:
         if not wait_up(process, port, 60):
             raise RuntimeError(f"the relay did not start: {log.read_text()[-3000:]}")
-        yield ChatRelay(
-            f"http://127.0.0.1:{port}", port, database, log, env, base / "capture.jsonl"
-        )
+        yield ChatRelay(f"http://127.0.0.1:{port}", port, database, log, env, capture)
     finally:
         stop([process])
 

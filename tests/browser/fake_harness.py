@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from webapp.relay.csp import CHAT_CSP
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "webapp" / "relay" / "templates" / "relay" / "chat.html"
 SERVED = ("/static/chat/", "/tests/browser/")
@@ -37,23 +39,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-# Kept equal to webapp.relay.views.CHAT_CSP (the harness does not start Django).
-CSP = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self' 'wasm-unsafe-eval'",
-        "worker-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' blob:",
-        "style-src 'self'",
-        "font-src 'self'",
-        "manifest-src 'self'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-        "object-src 'none'",
-    ]
-)
 
 
 def render_page(query: str) -> bytes:
@@ -79,7 +64,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             body = render_page(url.query)
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Security-Policy", CSP)
+            self.send_header("Content-Security-Policy", CHAT_CSP)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -3,8 +3,6 @@ a free loopback port, and clients that connect to it over real WebSockets and HT
 
 from __future__ import annotations
 
-import os
-import secrets
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,7 +14,14 @@ import pytest_asyncio
 from .messaging_support import Peer, open_peer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
-from daphne_nodes import migrate, start_daphne, stop, wait_up
+from daphne_nodes import (
+    UNLIMITED_RATES,
+    migrate,
+    sqlite_env,
+    start_daphne,
+    stop,
+    wait_up,
+)
 
 
 @dataclass
@@ -32,19 +37,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     """One relay for the whole session (each test uses fresh identities)."""
     base = tmp_path_factory.mktemp("relay")
     database = base / "relay.sqlite3"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{database}",
-        "DJANGO_SETTINGS_MODULE": "webapp.settings",
-        "VEILPOST_DEBUG": "0",
-        "VEILPOST_SECRET_KEY": secrets.token_urlsafe(32),
-        "VEILPOST_LOG_LEVEL": "WARNING",
-        "VEILPOST_PUBLISH_RATE": "100000",
-        "VEILPOST_PUBLISH_BURST": "100000",
-        "VEILPOST_CLAIM_RATE": "100000",
-        "VEILPOST_CLAIM_BURST": "100000",
-    }
-    env.pop("REDIS_URL", None)
+    env = sqlite_env(database, **UNLIMITED_RATES)
     migrate(env, timeout=120)
     log = base / "daphne.log"
     port, process = start_daphne(env, log)

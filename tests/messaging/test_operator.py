@@ -5,9 +5,7 @@ database nor in anything the relay received or sent."""
 from __future__ import annotations
 
 import base64
-import os
 import secrets
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,44 +20,25 @@ from .messaging_support import Peer, open_peer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
 from canary_search import capture_values, database_values, found, texts_of
-from daphne_nodes import ROOT, free_port, migrate, stop, wait_up
+from daphne_nodes import (
+    CAPTURE_APP,
+    capture_settings,
+    migrate,
+    sqlite_env,
+    start_daphne,
+    stop,
+    wait_up,
+)
 
 
 @pytest.fixture(scope="module")
 def capturing_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Relay, Path]]:
     base = tmp_path_factory.mktemp("operator")
     database, capture = base / "relay.sqlite3", base / "capture.jsonl"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{database}",
-        "DJANGO_SETTINGS_MODULE": "webapp.settings",
-        "VEILPOST_DEBUG": "0",
-        "VEILPOST_SECRET_KEY": secrets.token_urlsafe(32),
-        "VEILPOST_LOG_LEVEL": "WARNING",
-        "VEILPOST_CAPTURE_FILE": str(capture),
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(ROOT)]),
-    }
-    env.pop("REDIS_URL", None)
+    env = sqlite_env(database, **capture_settings(capture))
     migrate(env, timeout=120)
-    port = free_port()
     log = base / "daphne.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "capture_asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    port, process = start_daphne(env, log, CAPTURE_APP)
     try:
         assert wait_up(process, port, 60), log.read_text()
         yield Relay(f"http://127.0.0.1:{port}", port, database, log), capture

@@ -8,6 +8,7 @@ and a stop that terminates, then kills.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -81,12 +82,49 @@ def migrate(env: dict[str, str], timeout: float) -> None:
     )
 
 
-def start_daphne(env: dict[str, str], log: Path) -> tuple[int, subprocess.Popen[bytes]]:
-    """Daphne serving the relay on a free loopback port, output to ``log``."""
+# What the messaging tests and benchmarks lift: they publish and claim as fast as they can.
+UNLIMITED_RATES = {
+    "VEILPOST_PUBLISH_RATE": "100000",
+    "VEILPOST_PUBLISH_BURST": "100000",
+    "VEILPOST_CLAIM_RATE": "100000",
+    "VEILPOST_CLAIM_BURST": "100000",
+}
+# The relay's ASGI app recording what it receives and sends (tests/messaging/capture_asgi.py).
+CAPTURE_APP = "capture_asgi:application"
+
+
+def sqlite_env(database: Path, **settings: str) -> dict[str, str]:
+    """The environment of one relay node on SQLite at ``database`` and Channels' in-memory
+    layer (debug off, a fresh secret key, warnings only), plus ``settings``."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "DJANGO_SETTINGS_MODULE": "webapp.settings",
+        "VEILPOST_DEBUG": "0",
+        "VEILPOST_SECRET_KEY": secrets.token_urlsafe(32),
+        "VEILPOST_LOG_LEVEL": "WARNING",
+        **settings,
+    }
+    env.pop("REDIS_URL", None)
+    return env
+
+
+def capture_settings(capture: Path) -> dict[str, str]:
+    """The settings that let Daphne load :data:`CAPTURE_APP`, recording to ``capture``."""
+    return {
+        "VEILPOST_CAPTURE_FILE": str(capture),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "messaging"), str(ROOT)]),
+    }
+
+
+def start_daphne(
+    env: dict[str, str], log: Path, app: str = APP
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """Daphne serving ``app`` (the relay) on a free loopback port, output to ``log``."""
     port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APP],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -41,7 +41,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from veilpost.client.client import Client, ClientEvent, Conversation, Message
+from veilpost.client.client import (
+    Client,
+    ClientEvent,
+    Conversation,
+    Message,
+    stored_installation_key,
+)
 from veilpost.client.content import Reaction, Reply
 from veilpost.client.errors import ClientError, RelayError
 from veilpost.client.identity import InstallationKey
@@ -54,7 +60,6 @@ log = logging.getLogger("veilpost.agent")
 
 DEFAULT_RELAY_URL = "http://127.0.0.1:8000"
 DEFAULT_DB_PATH = "veilpost-agent.sqlite3"
-_KEY_SETTING = ("settings", "installation_key")
 
 Handler = Callable[["MessageContext"], Awaitable[Any] | Any]
 ConversationHandler = Callable[["Agent", Conversation], Awaitable[Any] | Any]
@@ -219,15 +224,8 @@ class Agent:
     def installation_key(self) -> InstallationKey:
         """The agent's installation key: the one given, else the one kept in its database
         (made on first use)."""
-        if self._key is not None:
-            return self._key
-        store = self._open_store()
-        saved = store.get(*_KEY_SETTING)
-        if saved is None:
-            self._key = InstallationKey.generate()
-            store.put(*_KEY_SETTING, self._key.private_key)
-        else:
-            self._key = InstallationKey(saved)
+        if self._key is None:
+            self._key = stored_installation_key(self._open_store())
         return self._key
 
     def expect_inbox(self, inbox_id: str) -> None:

@@ -24,9 +24,8 @@ from typing import Any
 import js  # type: ignore[import-not-found]
 from pyodide.ffi import create_proxy, to_js  # type: ignore[import-not-found]
 
-from veilpost.client.client import Client
+from veilpost.client.client import Client, stored_installation_key
 from veilpost.client.errors import RelayError
-from veilpost.client.identity import InstallationKey
 from veilpost.client.storage import Store
 from veilpost.transport import (
     ConnectionState,
@@ -41,7 +40,6 @@ __all__ = ["BrowserRelay", "Worker"]
 log = logging.getLogger("veilpost.browser")
 
 OPEN_TIMEOUT = 10.0
-_KEY = ("settings", "installation_key")
 
 
 class _JsSocket:
@@ -147,10 +145,7 @@ class Worker:
         profile gets a fresh installation key, kept in the store)."""
         key_bytes = db_key.to_bytes() if hasattr(db_key, "to_bytes") else bytes(db_key)
         self.store = Store.open(db_path, key_bytes)
-        saved = self.store.get(*_KEY)
-        key = InstallationKey(saved) if saved is not None else InstallationKey.generate()
-        if saved is None:
-            self.store.put(*_KEY, key.private_key)
+        key = stored_installation_key(self.store)
         self._emit({"event": "progress", "stage": "connecting", "detail": origin})
         self.relay = await BrowserRelay.open(origin, key, on_state=self._on_state)
         self.client = Client(key, self.relay.inbox_id, self.store, self.relay)

@@ -322,14 +322,11 @@ class RelayConnection:
         if kind == "error":
             log.warning("relay error: %s %s", frame.get("code"), frame.get("message"))
 
-    async def _request_checked(self) -> None:
-        if self._fatal is not None:
-            raise self._fatal
-
     async def _request(
         self, frame: dict[str, Any], timeout: float = PUBLISH_TIMEOUT
     ) -> dict[str, Any]:
-        await self._request_checked()
+        if self._fatal is not None:
+            raise self._fatal
         self._next_ref += 1
         ref = f"r{self._next_ref}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

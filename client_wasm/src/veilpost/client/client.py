@@ -137,6 +137,17 @@ _UNHANDLED = "unhandled"  # "conversation|message id" of messages not yet handle
 _OUTBOX = "outbox"  # "topic|id" -> JSON {topic, id, payload, conversation, message}
 
 
+def stored_installation_key(store: Store) -> InstallationKey:
+    """The installation key kept in ``store`` (a profile's own key), made and kept on first
+    use. It never leaves the store's encryption."""
+    saved = store.get(_SETTINGS, "installation_key")
+    if saved is not None:
+        return InstallationKey(saved)
+    key = InstallationKey.generate()
+    store.put(_SETTINGS, "installation_key", key.private_key)
+    return key
+
+
 def message_id_of(payload: bytes) -> str:
     """A message's id: the first 16 bytes of SHA-256 of its MLS message, in hex. Sender and
     receivers compute the same id (it doubles as the publish id)."""
@@ -1450,11 +1461,11 @@ class Client:
             and epoch < group.epoch
         ):
             return  # an old epoch's handshake (e.g. a commit that lost its race)
-        before = dict(group.members)
-        metadata_before = self._metadata(group)
-        extensions_before = list(group.extensions)
-        leaving_before = self._leaving(group)
+        # Only this member's own pending Commit is merged by process() itself: what the group
+        # looked like before it must be taken first. Any other Commit changes nothing until
+        # it is merged below, so application messages pay for none of this.
         pending = group.pending_commit
+        own_before = None if pending is None else (dict(group.members), self._metadata(group))
         event = group.process(envelope.payload)
         self._check_missing()
         if isinstance(event, ApplicationMessage):
@@ -1466,33 +1477,27 @@ class Client:
             self._save_group(group)
         elif isinstance(event, StagedCommit):
             if event.own:  # our pending Commit, echoed before its ack: merged already
-                if pending is not None and pending.staged is event:
+                assert pending is not None and own_before is not None
+                before, metadata_before = own_before
+                if pending.staged is event:
                     self._queue_welcomes(pending)
                     self._spawn(self.flush_outbox())
-                self._after_commit_sync(
-                    group,
-                    event,
-                    before,
-                    metadata_before,
-                    message_id_of(envelope.payload),
-                    envelope.sequence,
-                )
-                self._save_group(group)
-                return
-            try:
-                check_commit(
-                    event,
-                    members=before,
-                    metadata=metadata_before,
-                    leaving=leaving_before,
-                    is_listed=self._is_listed,
-                    extensions=extensions_before,
-                )
-            except PermissionDenied as exc:
-                self._fail(envelope, f"commit refused: {exc}", getattr(exc, "check", None))
-                self._reload_group(envelope.topic)
-                return
-            group.merge_staged_commit(event)
+            else:
+                before, metadata_before = dict(group.members), self._metadata(group)
+                try:
+                    check_commit(
+                        event,
+                        members=before,
+                        metadata=metadata_before,
+                        leaving=self._leaving(group),
+                        is_listed=self._is_listed,
+                        extensions=list(group.extensions),
+                    )
+                except PermissionDenied as exc:
+                    self._fail(envelope, f"commit refused: {exc}", getattr(exc, "check", None))
+                    self._reload_group(envelope.topic)
+                    return
+                group.merge_staged_commit(event)
             self._after_commit_sync(
                 group,
                 event,
