@@ -1256,7 +1256,10 @@ class Client:
         outbox holds (and interrupted commits) is sent again."""
         while True:
             try:
-                envelope = await asyncio.wait_for(self.relay.next_envelope(), idle_seconds)
+                # (asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the envelope does, and this loop never ends.)
+                async with asyncio.timeout(idle_seconds):
+                    envelope = await self.relay.next_envelope()
             except TimeoutError:
                 await self._retry_outgoing()
                 continue
