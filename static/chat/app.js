@@ -17,6 +17,7 @@
 //   my-inbox-id           my full inbox id (text)
 //   copy-inbox, copy-link copy my inbox id / my invite link
 //   connection-status     data-state = connecting | connected | disconnected
+//   offline-banner        in the conversation pane while a lost connection is being restored
 //   new-chat              opens new-chat-dialog (tab-dm, tab-group, dialog-close)
 //   dm-recipient, dm-start, dm-offer (shown for #dm/<inboxId>)
 //   group-name, group-members, group-create
@@ -141,8 +142,7 @@ function start() {
 async function boot() {
   let conversations;
   try {
-    state.me = await client.call("hello");
-    ({ conversations } = await client.call("listConversations"));
+    [state.me, { conversations }] = await Promise.all([client.call("hello"), client.call("listConversations")]);
   } catch (error) {
     state.me = null;
     loading.fail(errorText(error));
@@ -323,6 +323,9 @@ function renderStatus() {
   };
   $("connection-label").textContent = labels[state.status] ?? state.status;
   element.title = state.statusError ? String(state.statusError) : "";
+  // The conversation pane says so too: on a phone the list (and its status) is out of sight.
+  $("offline-banner").hidden = state.status === "connected" || !state.lostConnection;
+  $("offline-banner-text").textContent = state.status === "connecting" ? "Reconnecting…" : labels.disconnected;
 }
 
 // -- conversations ----------------------------------------------------------------------------

@@ -230,7 +230,9 @@ export class MessageView {
     if (m.replyTo) bubble.append(this._quote(m.replyTo));
     if (m.attachment) bubble.append(this._attachment(m));
     const text = m.text ?? "";
-    if (text && !(m.attachment && text === m.attachment.filename)) {
+    // An attachment's text is only its description ("Sent an attachment: name"): the file
+    // itself is shown, with its name.
+    if (text && !(m.attachment && m.kind === "attachment")) {
       bubble.append(h("p", { class: ["text", m.kind === "unknown" && "fallback"], dataset: { testid: "message-text" } }, text));
     }
     if (m.kind === "unknown") bubble.append(h("p", { class: "fallback-note" }, "Sent from a newer app: this is its plain-text version."));

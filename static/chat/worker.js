@@ -120,60 +120,72 @@ const persistence = new Persistence();
 
 // -- the owner -------------------------------------------------------------------------------
 
-// The runtime: Pyodide with the veilpost wheel installed and its modules imported. After the
-// first start, once the chat is ready, a second, throw-away instance makes a memory snapshot
-// of that state (no keys: nothing but imports ever ran in it) and keeps it in Cache Storage,
-// under a name that changes with the Pyodide version and the wheel's hash; later starts load
-// it, skipping the interpreter's start-up and the imports. A snapshot that fails to load is
-// dropped and made again.
+// The runtime: Pyodide with the veilpost wheel installed and its modules imported. `./dev setup`
+// makes a memory snapshot of exactly that state (client_wasm/make_snapshot.mjs: no profile, no
+// key, nothing but imports ran in it) and names it in the manifest with the Pyodide version it
+// was made for; loading it skips the interpreter's start-up and the imports. When there is
+// none, it was made for another Pyodide, or it fails to load, the runtime starts the long way.
+//
+// The snapshot is served gzip-compressed (a quarter of its size); once decompressed it is kept
+// in Cache Storage under its sha256, so later starts skip the download and the decompression.
+// Older snapshots are deleted when a new one is kept.
 const RUNTIME_CACHE = "veilpost-runtime";
-const IMPORTS = "import veilpost.browser, veilpost.bridge, veilpost.client.client, veilpost.crypto";
-let snapshotLater = null; // set when the runtime had to start without a snapshot
+
+async function snapshotBytes(manifest) {
+  const name = `${ORIGIN}/static/wasm/${manifest.snapshot}?sha256=${manifest.snapshot_sha256}`;
+  const cache = self.caches ? await caches.open(RUNTIME_CACHE).catch(() => null) : null;
+  const kept = cache ? await cache.match(name) : null;
+  if (kept) return { bytes: await kept.arrayBuffer(), keep: null };
+  const response = await fetch(`${ORIGIN}/static/wasm/${manifest.snapshot}`);
+  if (!response.ok) throw new Error(`${manifest.snapshot}: HTTP ${response.status}`);
+  // A server that sends it with `Content-Encoding: gzip` has had the browser decompress it.
+  const body = response.headers.get("Content-Encoding") === "gzip"
+    ? response.body
+    : response.body.pipeThrough(new DecompressionStream("gzip"));
+  const bytes = await new Response(body).arrayBuffer();
+  const keep = cache && (async () => {
+    for (const key of await cache.keys()) await cache.delete(key);
+    await cache.put(name, new Response(bytes));
+  });
+  return { bytes, keep };
+}
+
+let keepSnapshot = null; // stores the snapshot just downloaded, once the chat is ready
 
 async function runtime() {
+  const manifestRequest = fetch(`${ORIGIN}/static/wasm/manifest.json`, { cache: "no-cache" }).then((r) => r.json());
   const { loadPyodide, version } = await import(`${PYODIDE}pyodide.mjs`);
   const options = { indexURL: PYODIDE, env: { VEILPOST_CRYPTO_BACKEND: "pure" } };
-  const manifest = await (await fetch(`${ORIGIN}/static/wasm/manifest.json`, { cache: "no-cache" })).json();
-  const name = `${ORIGIN}/static/wasm/snapshot?pyodide=${version}&wheel=${manifest.sha256 ?? manifest.wheel}`;
-  const cache = self.caches ? await caches.open(RUNTIME_CACHE) : null;
-  const saved = cache ? await cache.match(name) : null;
-  // A snapshot holds the interpreter's memory, not its files: the wheel is unpacked again
-  // (modules imported later, such as the crypto backends, are read from it).
+  const manifest = await manifestRequest;
+  // A snapshot holds the interpreter's memory, not its files: the wheel is unpacked either way
+  // (modules imported later are read from it).
   const wheelBytes = fetch(`${ORIGIN}/static/wasm/${manifest.wheel}`).then((r) => r.arrayBuffer());
-  if (saved) {
+  if (manifest.snapshot && manifest.pyodide === version) {
     try {
-      progress("packages", "from the saved runtime");
-      const instance = await loadPyodide({ ...options, _loadSnapshot: new Uint8Array(await saved.arrayBuffer()) });
+      progress("packages", "from the prepared runtime");
+      const { bytes, keep } = await snapshotBytes(manifest);
+      const instance = await loadPyodide({ ...options, _loadSnapshot: new Uint8Array(bytes) });
       instance.unpackArchive(await wheelBytes, "wheel");
+      keepSnapshot = keep;
       return instance;
     } catch (error) {
-      console.warn("veilpost: the saved runtime did not load; starting afresh", error);
-      await cache.delete(name);
+      console.warn("veilpost: the prepared runtime did not load; starting the long way", error);
+      if (self.caches) await caches.delete(RUNTIME_CACHE).catch(() => {});
     }
   }
   const instance = await loadPyodide(options);
   progress("packages");
-  const wheel = await wheelBytes;
-  instance.unpackArchive(wheel, "wheel");
-  if (cache) {
-    snapshotLater = async () => {
-      const spare = await loadPyodide({ ...options, _makeSnapshot: true });
-      spare.unpackArchive(wheel, "wheel");
-      spare.runPython(IMPORTS);
-      const snapshot = spare.makeMemorySnapshot();
-      for (const key of await cache.keys()) await cache.delete(key); // older versions
-      await cache.put(name, new Response(snapshot));
-    };
-  }
+  instance.unpackArchive(await wheelBytes, "wheel");
   return instance;
 }
 
 async function boot() {
   const started = performance.now();
   progress("runtime");
+  const saved = persistence.load(); // meanwhile
   pyodide = await runtime();
   progress("state");
-  const { storeKey, snapshot } = await persistence.load();
+  const { storeKey, snapshot } = await saved;
   pyodide.FS.mkdirTree("/profile");
   if (snapshot) pyodide.FS.writeFile(DB_PATH, snapshot);
   const browser = pyodide.pyimport("veilpost.browser");
@@ -186,9 +198,7 @@ async function boot() {
   await python.start(ORIGIN, DB_PATH, pyodide.toPy(storeKey));
   await persistence.save();
   post({ event: "progress", stage: "ready", detail: null, ms: Math.round(performance.now() - started) });
-  if (snapshotLater) {
-    setTimeout(() => snapshotLater().catch((error) => console.warn("veilpost: no runtime snapshot", error)), 3000);
-  }
+  if (keepSnapshot) keepSnapshot().catch((error) => console.info("veilpost: runtime snapshot not kept", error));
 }
 
 async function answer(request) {

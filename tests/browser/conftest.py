@@ -56,6 +56,19 @@ class ChatRelay:
     log: Path
     env: dict[str, str]
     capture: Path  # every HTTP body and WebSocket frame the relay received or sent
+    processes: list[Any]
+
+    def stop(self) -> None:
+        """Stop the relay (every connection to it drops)."""
+        stop(self.processes)
+        self.processes.clear()
+
+    def start(self) -> None:
+        """Start the relay again, on the same port with the same database."""
+        _port, process = start_daphne(self.env, self.log, CAPTURE_APP, port=self.port)
+        self.processes.append(process)
+        if not wait_up(process, self.port, 60):
+            raise RuntimeError(f"the relay did not start again: {self.log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -80,12 +93,13 @@ def chat_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatRelay]:
     migrate(env, timeout=120)
     log = base / "daphne.log"
     port, process = start_daphne(env, log, CAPTURE_APP)
+    relay = ChatRelay(f"http://127.0.0.1:{port}", port, database, log, env, capture, [process])
     try:
         if not wait_up(process, port, 60):
             raise RuntimeError(f"the relay did not start: {log.read_text()[-3000:]}")
-        yield ChatRelay(f"http://127.0.0.1:{port}", port, database, log, env, capture)
+        yield relay
     finally:
-        stop([process])
+        relay.stop()
 
 
 @pytest_asyncio.fixture

@@ -36,12 +36,20 @@ class Person:
         self.page = page
         self.inbox_id = ""
         self.errors: list[str] = []
+        self.warnings: list[str] = []  # the page's and its worker's console warnings
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on(
+            "console",
+            lambda message: message.type == "warning" and self.warnings.append(message.text),
+        )
 
     async def ready(self) -> float:
         started = time.perf_counter()
         await self.page.wait_for_selector('[data-testid="ready"]', timeout=READY_TIMEOUT_MS)
         elapsed = time.perf_counter() - started
+        # The worker starts from the runtime snapshot made by ./dev setup; it says so when it
+        # had to start the long way instead.
+        assert not [w for w in self.warnings if "prepared runtime" in w], self.warnings
         self.inbox_id = (await self.page.inner_text('[data-testid="my-inbox-id"]')).strip()
         return elapsed
 
@@ -50,6 +58,10 @@ class Person:
         await self.page.goto(url)
         await self.ready()
         return time.perf_counter() - started
+
+    async def screenshot(self, name: str) -> None:
+        """Save what the page shows (animations run to their end) as screenshots/NAME.png."""
+        await self.page.screenshot(path=str(screenshot_path(name)), animations="disabled")
 
     async def set_name(self, name: str) -> None:
         field = self.page.locator('[data-testid="my-name"]')
@@ -100,8 +112,13 @@ async def make_person(browser: Any, chat_relay: ChatRelay) -> AsyncIterator[Make
     """Opens a browser profile (a context of its own) per call; all closed after the test."""
     opened: list[Person] = []
 
-    async def make(name: str) -> Person:
-        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    async def make(name: str, **options: Any) -> Person:
+        if options.get("touch"):
+            options = {"has_touch": True, "is_mobile": True, **options}
+            options.pop("touch")
+        context = await browser.new_context(
+            **{"viewport": {"width": 1280, "height": 800}, **options}
+        )
         person = Person(name, context, await context.new_page())
         opened.append(person)
         return person
@@ -138,7 +155,7 @@ async def test_dm_group_reload_and_xss(
     await bob.open(chat_relay.url + "/")
     await carol.open(chat_relay.url + "/")
     print(f"\ntime to ready, cold (first visit): {cold:.2f} s")
-    await alice.page.screenshot(path=str(screenshot_path("01-empty")))
+    await alice.screenshot("01-empty")
     await alice.set_name("Alice")
     await bob.set_name("Bob")
 
@@ -160,7 +177,7 @@ async def test_dm_group_reload_and_xss(
         f"send→receive between two browsers: median {latencies[2]:.0f} ms,"
         f" max {latencies[-1]:.0f} ms"
     )
-    await alice.page.screenshot(path=str(screenshot_path("02-dm")))
+    await alice.screenshot("02-dm")
 
     # A message that is HTML renders as text and runs nothing.
     payload = '<img src=x onerror="window.__pwned=1">'
@@ -184,7 +201,7 @@ async def test_dm_group_reload_and_xss(
     for person in (alice, bob, carol):
         for text in ("bob here", "carol here", "echo: bob here", "echo: carol here"):
             await person.wait_text(text)
-    await alice.page.screenshot(path=str(screenshot_path("03-group")))
+    await alice.screenshot("03-group")
 
     # Reload: identity and history survive, and the chat goes on.
     inbox = alice.inbox_id
@@ -198,7 +215,7 @@ async def test_dm_group_reload_and_xss(
     await alice.wait_text("carol here")
     await alice.send("back after reload")
     await bob.wait_text("back after reload")
-    await alice.page.screenshot(path=str(screenshot_path("04-after-reload")))
+    await alice.screenshot("04-after-reload")
     for person in (alice, bob, carol):
         assert person.errors == [], person.errors
 
@@ -261,3 +278,149 @@ async def test_two_tabs_of_one_profile_share_it(
     await bob.wait_text("from the second tab")
     await alice.wait_text("from the second tab")
     assert alice.errors == [] and second.errors == []
+
+
+def tiny_png(width: int = 24, height: int = 16) -> bytes:
+    """A valid PNG (an orange rectangle), made here so the test needs no image file."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\xf0\x80\x20" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def message(person: Person, text: str) -> Any:
+    """The message item whose text is ``text``."""
+    return person.page.locator(
+        '[data-testid="message"]',
+        has=person.page.locator('[data-testid="message-text"]', has_text=text),
+    ).last
+
+
+async def test_replies_reactions_receipts_images_members_reconnect_phone(
+    make_person: MakePerson, chat_relay: ChatRelay
+) -> None:
+    """The chat's features through the real worker: Alice on a desktop window, Bob on a
+    phone-sized one (390 x 844, touch)."""
+    alice = await make_person("alice")
+    bob = await make_person("bob", viewport={"width": 390, "height": 844}, touch=True)
+    await alice.open(chat_relay.url + "/")
+    await bob.open(chat_relay.url + "/")
+    await alice.set_name("Alice")
+    await bob.set_name("Bob")
+    await alice.start_dm(bob.inbox_id)
+    await alice.send("lunch at noon?")
+    await bob.screenshot("10-phone-list")
+    await bob.open_conversation("Alice")
+    await bob.wait_text("lunch at noon?")
+
+    # Read receipt: Bob has the conversation open, so Alice's last message shows as read.
+    await (
+        message(alice, "lunch at noon?")
+        .locator('[data-testid="read-receipt"]')
+        .wait_for(timeout=WAIT_MS)
+    )
+
+    # A reply (on the phone: a tap shows the message's actions).
+    await message(bob, "lunch at noon?").locator(".bubble").tap()
+    await message(bob, "lunch at noon?").locator('[data-testid="reply-button"]').tap()
+    await bob.page.locator('[data-testid="reply-preview"]').wait_for(timeout=WAIT_MS)
+    await bob.send("yes, see you there")
+    quote = message(alice, "yes, see you there").locator('[data-testid="reply-quote"]')
+    await quote.wait_for(timeout=WAIT_MS)
+    assert "lunch at noon?" in await quote.inner_text()
+
+    # A reaction, seen by both with its count.
+    answer = message(alice, "yes, see you there")
+    await answer.hover()
+    await answer.locator('[data-testid="react-button"]').click()
+    await answer.locator('[data-testid="reaction-option"][data-emoji="👍"]').click()
+    for person in (alice, bob):
+        reaction = message(person, "yes, see you there").locator(
+            '[data-testid="reaction"][data-emoji="👍"]'
+        )
+        await reaction.wait_for(timeout=WAIT_MS)
+        assert await reaction.get_attribute("data-count") == "1"
+    mine = (
+        await message(alice, "yes, see you there")
+        .locator('[data-testid="reaction"]')
+        .get_attribute("data-mine")
+    )
+    assert mine == "true"
+
+    # An image attachment arrives with a preview that the browser decoded.
+    await alice.page.set_input_files(
+        '[data-testid="attach-input"]',
+        files=[{"name": "map.png", "mimeType": "image/png", "buffer": tiny_png()}],
+    )
+    for person in (alice, bob):
+        image = person.page.locator('[data-testid="attachment-image"]').last
+        await image.wait_for(timeout=WAIT_MS)
+        assert (await image.get_attribute("src") or "").startswith("blob:")
+        await person.page.wait_for_function(
+            "img => img.complete && img.naturalWidth === 24 && img.naturalHeight === 16",
+            arg=await image.element_handle(),
+            timeout=WAIT_MS,
+        )
+    await alice.screenshot("11-desktop-dm-features")
+    await bob.screenshot("12-phone-dm")
+
+    # Members with safety fingerprints: what Alice sees for Bob is what Bob sees for himself.
+    async def fingerprints(person: Person) -> dict[str, str]:
+        await person.page.click('[data-testid="members-button"]')
+        await person.page.locator('[data-testid="member"]').nth(1).wait_for(timeout=WAIT_MS)
+        shown = {}
+        for member in await person.page.locator('[data-testid="member"]').all():
+            inbox = await member.get_attribute("data-inbox-id") or ""
+            shown[inbox] = " ".join(
+                (await member.locator('[data-testid="fingerprint"]').inner_text()).split()
+            )
+        return shown
+
+    seen_by_alice = await fingerprints(alice)
+    seen_by_bob = await fingerprints(bob)
+    assert set(seen_by_alice) == {alice.inbox_id, bob.inbox_id}
+    assert seen_by_alice == seen_by_bob
+    assert seen_by_alice[alice.inbox_id] != seen_by_alice[bob.inbox_id]
+    assert all(len("".join(f.split())) >= 30 for f in seen_by_alice.values())
+    await bob.screenshot("13-phone-members")
+    await alice.screenshot("14-desktop-members")
+    for person in (alice, bob):
+        await person.page.click('[data-testid="member-panel-close"]')
+
+    # Reconnect: the relay goes away (every socket drops); the conversation says so, Bob's
+    # message waits in his outbox, and when the relay is back both directions catch up.
+    status = bob.page.locator('[data-testid="connection-status"]')
+    banner = bob.page.locator('[data-testid="offline-banner"]')
+    assert await status.get_attribute("data-state") == "connected"
+    assert not await banner.is_visible()
+    chat_relay.stop()
+    try:
+        await banner.wait_for(timeout=WAIT_MS)
+        assert await status.get_attribute("data-state") != "connected"
+        await bob.send("sent while the relay was down")
+        pending = message(bob, "sent while the relay was down")
+        assert await pending.get_attribute("data-status") == "sending"
+        await bob.screenshot("15-phone-offline")
+    finally:
+        chat_relay.start()
+    await banner.wait_for(state="hidden", timeout=WAIT_MS)
+    assert await status.get_attribute("data-state") == "connected"
+    await alice.wait_text("sent while the relay was down")
+    await bob.page.wait_for_function(
+        "m => m.dataset.status === 'sent'", arg=await pending.element_handle(), timeout=WAIT_MS
+    )
+    await alice.send("welcome back")
+    await bob.wait_text("welcome back")
+    for person in (alice, bob):
+        assert person.errors == [], person.errors

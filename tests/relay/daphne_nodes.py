@@ -118,11 +118,12 @@ def capture_settings(capture: Path) -> dict[str, str]:
 
 
 def start_daphne(
-    env: dict[str, str], log: Path, app: str = APP
+    env: dict[str, str], log: Path, app: str = APP, port: int | None = None
 ) -> tuple[int, subprocess.Popen[bytes]]:
-    """Daphne serving ``app`` (the relay) on a free loopback port, output to ``log``."""
-    port = free_port()
-    with log.open("wb") as out:
+    """Daphne serving ``app`` (the relay) on loopback, on ``port`` or a free one, output
+    appended to ``log``."""
+    port = port or free_port()
+    with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
             cwd=ROOT,

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -97,6 +98,8 @@ class _JsSocket:
 class BrowserRelay(RelayConnection):
     """The relay connection over the browser's WebSocket and ``fetch``."""
 
+    keepalive = 20.0  # a browser's WebSocket has no protocol pings: send the relay's own
+
     @classmethod
     def _check_dependencies(cls) -> None:
         return None  # the browser has both
@@ -132,6 +135,8 @@ class Worker:
         self.bridge: Any = None  # a veilpost.bridge.Bridge once started
         self.relay: BrowserRelay | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._network_proxies: list[Any] = []  # kept alive: JavaScript calls them
+        self._dropping: set[asyncio.Future[None]] = set()
 
     def _emit(self, event: dict[str, Any]) -> None:
         self._post(json.dumps(event))
@@ -143,11 +148,15 @@ class Worker:
         """Open the store at ``db_path`` with ``db_key`` (bytes, or a JavaScript
         ``Uint8Array``), connect to the relay at ``origin`` and start the client (a new
         profile gets a fresh installation key, kept in the store)."""
+        # The interpreter may come from the runtime snapshot every visitor loads (worker.js):
+        # reseed the random module (backoff jitter), seeded once when the snapshot was made.
+        random.seed()
         key_bytes = db_key.to_bytes() if hasattr(db_key, "to_bytes") else bytes(db_key)
         self.store = Store.open(db_path, key_bytes)
         key = stored_installation_key(self.store)
         self._emit({"event": "progress", "stage": "connecting", "detail": origin})
         self.relay = await BrowserRelay.open(origin, key, on_state=self._on_state)
+        self._watch_network(self.relay)
         self.client = Client(key, self.relay.inbox_id, self.store, self.relay)
         await self.client.start(key_packages_in_background=True)
         from veilpost.bridge import Bridge
@@ -158,6 +167,22 @@ class Worker:
             asyncio.ensure_future(self._pump_events()),
         ]
         self._emit({"event": "progress", "stage": "ready", "detail": self.client.inbox_id})
+
+    def _watch_network(self, relay: BrowserRelay) -> None:
+        """The browser knows when the network goes and comes back before any socket does:
+        drop the connection at once, and reconnect at once instead of waiting out a backoff."""
+
+        def offline(_event: Any) -> None:
+            task = asyncio.ensure_future(relay.drop())
+            self._dropping.add(task)
+            task.add_done_callback(self._dropping.discard)
+
+        def online(_event: Any) -> None:
+            relay.reconnect_now()
+
+        self._network_proxies = [create_proxy(offline), create_proxy(online)]
+        js.addEventListener("offline", self._network_proxies[0])
+        js.addEventListener("online", self._network_proxies[1])
 
     async def _process(self) -> None:
         assert self.client is not None

@@ -116,6 +116,14 @@ class RelayConnection:
     to a :class:`~veilpost.client.Client`; :meth:`close` when done.
     """
 
+    #: Seconds of silence from the relay after which a ``ping`` frame is sent; when nothing
+    #: arrives for as long again, the connection is taken for dead and made again. ``None``:
+    #: the socket itself detects a dead peer (``websockets`` pings at the protocol level; a
+    #: browser's WebSocket cannot, so :class:`~veilpost.browser.BrowserRelay` sets this).
+    keepalive: float | None = None
+    #: The first wait before reconnecting, in seconds (doubled after each failure, to 30 s).
+    first_backoff = 0.5
+
     def __init__(
         self,
         url: str,
@@ -147,6 +155,7 @@ class RelayConnection:
         self._runner: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._fatal: RelayError | None = None  # the relay refused this key for good
+        self._wake = asyncio.Event()  # ends a wait before reconnecting (reconnect_now)
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -190,6 +199,18 @@ class RelayConnection:
             if not future.done():
                 future.set_exception(RelayUnavailable("the connection was closed"))
 
+    def reconnect_now(self) -> None:
+        """Connect again at once if the connection is down, instead of waiting out the
+        backoff (the network is back: a browser's ``online`` event)."""
+        self._wake.set()
+
+    async def drop(self) -> None:
+        """Close the socket now (the network is gone: a browser's ``offline`` event); the
+        connection is made again as after any loss."""
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
@@ -231,7 +252,7 @@ class RelayConnection:
     # -- the connection's life ---------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.5
+        backoff = self.first_backoff
         while not self._closed:
             self._state("connecting")
             ws: Socket | None = None
@@ -239,7 +260,7 @@ class RelayConnection:
                 ws = await self._open_socket()
                 self._ws = ws
                 await self._authenticate(ws)
-                backoff = 0.5
+                backoff = self.first_backoff
                 # Resend what waited before anything new goes out (keeps the order).
                 await self._resume(ws)
                 self._connected.set()
@@ -247,7 +268,7 @@ class RelayConnection:
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(None)
                 while True:
-                    self._dispatch(json.loads(await ws.recv()))
+                    self._dispatch(json.loads(await self._receive(ws)))
             except RelayError as exc:
                 if exc.code in ("installation_revoked", "bad_signature"):
                     if self._ready is not None and not self._ready.done():
@@ -269,8 +290,31 @@ class RelayConnection:
             self._state("disconnected", error)
             delay = min(backoff, MAX_BACKOFF) * (0.5 + random.random() / 2)
             log.info("relay connection lost (%s); reconnecting in %.1f s", error, delay)
-            await asyncio.sleep(delay)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+                backoff = self.first_backoff  # woken: the network is back
+            except TimeoutError:
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _receive(self, ws: Socket) -> str:
+        """The next frame; with :attr:`keepalive` set, a silence is answered by a ping, and a
+        silence as long again by :class:`ConnectionError`."""
+        if self.keepalive is None:
+            return await ws.recv()
+        try:
+            async with asyncio.timeout(self.keepalive):
+                return await ws.recv()
+        except TimeoutError:
+            await ws.send(json.dumps({"type": "ping"}))
+        try:
+            async with asyncio.timeout(self.keepalive):
+                return await ws.recv()
+        except TimeoutError:
+            raise ConnectionError(
+                f"the relay did not answer a ping within {self.keepalive:g} s"
+            ) from None
 
     def _fail_for_good(self, exc: RelayError) -> None:
         """The relay refused this key for good: every waiting and later call raises it."""
