@@ -20,6 +20,9 @@ Everything an operator sets comes from the environment:
     Secure. Default off. Redirects to HTTPS and HSTS belong to the TLS-terminating proxy.
 ``VEILPOST_SERVE_STATIC``
     ``1`` to have Daphne serve ``/static/`` itself (see ``webapp/asgi.py``); defaults to DEBUG.
+``VEILPOST_WIDGET_FRAME_ANCESTORS``
+    Which sites may embed the agent widget (``/widget``): CSP ``frame-ancestors`` sources,
+    comma-separated (``https://shop.example``); default ``*``, any site.
 ``VEILPOST_LOG_LEVEL``
     Log level of the console log; default ``INFO``.
 ``DATABASE_URL``
@@ -279,6 +282,15 @@ VEILPOST_SERVE_STATIC = _env_bool("VEILPOST_SERVE_STATIC", DEBUG)
 # Security headers. Django's defaults already send nosniff, Referrer-Policy: same-origin and
 # Cross-Origin-Opener-Policy: same-origin; these make the rest explicit.
 X_FRAME_OPTIONS = "DENY"
+# Who may embed the agent widget's page (/widget): CSP frame-ancestors sources, comma-separated
+# ("https://shop.example,https://*.example.org"); "*" lets any site embed it.
+VEILPOST_WIDGET_FRAME_ANCESTORS = _env_list("VEILPOST_WIDGET_FRAME_ANCESTORS", ["*"])
+for _source in VEILPOST_WIDGET_FRAME_ANCESTORS:
+    if not re.fullmatch(r"[^\s;,'\"]+|'self'|'none'", _source):
+        raise ImproperlyConfigured(
+            f"VEILPOST_WIDGET_FRAME_ANCESTORS: {_source!r} is not a CSP source"
+            " (a scheme, host or URL such as https://shop.example, or *)"
+        )
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"

@@ -48,6 +48,7 @@ import { MessageView } from "./messages.js";
 import {
   $, bytesToBase64, copyText, errorText, fillIcons, hueClass, initials, saveFile, shortId, Toasts,
 } from "./ui.js";
+import { Thread, toggled } from "./thread.js";
 import { WorkerClient } from "./worker-client.js";
 
 const PAGE_SIZE = 50;
@@ -75,12 +76,6 @@ let list;
 let view;
 let newChat;
 let memberPanel;
-let localIds = 0;
-
-/** A conversation's messages as far as they are loaded, plus my unconfirmed sends. */
-function newThread() {
-  return { messages: [], byId: new Map(), pending: [], nextBefore: null, loaded: false, loading: null, buffer: [] };
-}
 
 // -- loading ----------------------------------------------------------------------------------
 
@@ -378,25 +373,6 @@ function created(conversation) {
 
 // -- messages ---------------------------------------------------------------------------------
 
-function insertMessage(thread, message) {
-  const known = thread.byId.get(message.id);
-  if (known) {
-    // A command's answer can arrive after the event that reported its delivery: a message
-    // never goes back from "sent" to "sending" (a retry starts from "failed").
-    if (known.status === "sent" && message.status === "sending") message = { ...message, status: "sent" };
-    thread.messages[thread.messages.indexOf(known)] = message;
-  } else {
-    if (message.mine) {
-      const index = thread.pending.findIndex((p) => p.text === (message.text ?? "") && p.attachment?.filename === message.attachment?.filename);
-      if (index >= 0) thread.pending.splice(index, 1);
-    }
-    let at = thread.messages.length;
-    while (at > 0 && thread.messages[at - 1].sentAt > message.sentAt) at -= 1;
-    thread.messages.splice(at, 0, message);
-  }
-  thread.byId.set(message.id, message);
-}
-
 function onMessage({ conversationId, message }) {
   if (!message?.id) return;
   const conversation = state.conversations.get(conversationId);
@@ -405,9 +381,7 @@ function onMessage({ conversationId, message }) {
   const isNew = thread?.loaded
     ? !thread.byId.has(message.id)
     : !last || (last.id !== message.id && message.sentAt >= last.sentAt);
-  if (thread?.loaded) insertMessage(thread, message);
-  else if (thread?.loading) thread.buffer.push(message);
-  if (thread?.loaded) message = thread.byId.get(message.id) ?? message;
+  if (thread) message = thread.insert(message);
   if (!conversation) {
     refreshConversationsSoon(); // a conversation this page has not heard of yet
   } else {
@@ -435,14 +409,14 @@ function announce(conversation, message) {
 function renderThread(options) {
   const thread = state.threads.get(state.openId);
   if (!thread) return;
-  view.render({ messages: [...thread.messages, ...thread.pending], nextBefore: thread.nextBefore }, options);
+  view.render(thread.shown, options);
 }
 
 /** Update one message in place (an optimistic change, or its undo). */
 function replaceMessage(conversationId, message) {
   const thread = state.threads.get(conversationId);
   if (!thread?.byId.has(message.id)) return;
-  insertMessage(thread, message);
+  thread.insert(message);
   if (conversationId === state.openId) renderThread({ scroll: "auto" });
 }
 
@@ -528,7 +502,7 @@ async function openConversation(id) {
   renderList();
   let thread = state.threads.get(id);
   if (!thread) {
-    thread = newThread();
+    thread = new Thread();
     state.threads.set(id, thread);
   }
   if (!thread.loaded) await loadThread(id, thread);
@@ -539,25 +513,15 @@ async function openConversation(id) {
   maybeMarkRead();
 }
 
-function loadThread(id, thread) {
-  if (thread.loading) return thread.loading;
+async function loadThread(id, thread) {
   $("messages-loading").hidden = false;
-  thread.loading = (async () => {
-    try {
-      const { messages, nextBefore } = await call("messages", { conversationId: id, limit: PAGE_SIZE });
-      thread.messages = [...messages];
-      thread.byId = new Map(messages.map((m) => [m.id, m]));
-      thread.nextBefore = nextBefore ?? null;
-      thread.loaded = true;
-      for (const message of thread.buffer.splice(0)) insertMessage(thread, message);
-    } catch (error) {
-      toasts.show(errorText(error));
-    } finally {
-      thread.loading = null;
-      if (state.openId === id) $("messages-loading").hidden = true;
-    }
-  })();
-  return thread.loading;
+  try {
+    await thread.load(call, id, PAGE_SIZE);
+  } catch (error) {
+    toasts.show(errorText(error));
+  } finally {
+    if (state.openId === id) $("messages-loading").hidden = true;
+  }
 }
 
 function closeConversation() {
@@ -602,11 +566,7 @@ async function loadOlder() {
   if (!thread?.nextBefore || button.disabled) return;
   await withBusy(button, async () => {
     try {
-      const { messages, nextBefore } = await call("messages", { conversationId: id, limit: PAGE_SIZE, before: thread.nextBefore });
-      const older = messages.filter((m) => !thread.byId.has(m.id));
-      thread.messages = [...older, ...thread.messages];
-      for (const message of older) thread.byId.set(message.id, message);
-      thread.nextBefore = nextBefore ?? null;
+      await thread.loadOlder(call, id, PAGE_SIZE);
       if (state.openId === id) renderThread({ scroll: "older" });
     } catch (error) {
       toasts.show(errorText(error));
@@ -660,23 +620,15 @@ function setReply(message) {
 }
 
 function addPending(conversationId, fields) {
-  const thread = state.threads.get(conversationId);
-  const message = {
-    id: `local-${++localIds}`, local: true, conversationId, senderInboxId: state.me.inboxId,
-    senderName: state.me.name, mine: true, kind: "text", text: "", status: "sending", sentAt: Date.now(),
-    replyTo: null, reactions: [], attachment: null, readBy: [], ...fields,
-  };
-  thread?.pending.push(message);
+  const message = state.threads.get(conversationId)?.addPending(state.me, conversationId, fields);
   if (conversationId === state.openId) renderThread({ scroll: "bottom" });
   return message;
 }
 
 function dropPending(conversationId, message) {
-  const thread = state.threads.get(conversationId);
-  const index = thread?.pending.indexOf(message) ?? -1;
-  if (index < 0) return;
-  thread.pending.splice(index, 1);
-  if (conversationId === state.openId) renderThread({ scroll: "auto" });
+  if (state.threads.get(conversationId)?.dropPending(message) && conversationId === state.openId) {
+    renderThread({ scroll: "auto" });
+  }
 }
 
 async function sendText() {
@@ -741,25 +693,6 @@ async function retry(message) {
     replaceMessage(conversationId, { ...current(conversationId, message), status: "failed" });
     toasts.show(errorText(error));
   }
-}
-
-/** My reaction `emoji` added to (or removed from) `reactions`, as the worker will report it. */
-function toggled(reactions, emoji, remove) {
-  const next = (reactions ?? []).map((r) => ({ ...r }));
-  const found = next.find((r) => r.emoji === emoji);
-  if (remove) {
-    if (found?.mine) {
-      found.count -= 1;
-      found.mine = false;
-    }
-    return next.filter((r) => r.count > 0);
-  }
-  if (!found) next.push({ emoji, count: 1, mine: true });
-  else if (!found.mine) {
-    found.count += 1;
-    found.mine = true;
-  }
-  return next;
 }
 
 async function react(message, emoji, remove) {

@@ -166,7 +166,7 @@ export function shortId(id, length = 8) {
 
 /** One or two letters for an avatar. */
 export function initials(title) {
-  const words = String(title ?? "").trim().split(/\s+/).filter(Boolean);
+  const words = String(title ?? "").trim().split(/\s+/).filter((word) => /[\p{L}\p{N}]/u.test(word));
   const letters = words.slice(0, 2).map((word) => Array.from(word)[0] ?? "");
   return (letters.join("") || "?").toUpperCase();
 }

@@ -38,10 +38,11 @@ class Person:
         self.errors: list[str] = []
         self.warnings: list[str] = []  # the page's and its worker's console warnings
         page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.on(
-            "console",
-            lambda message: message.type == "warning" and self.warnings.append(message.text),
-        )
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "warning":
+            self.warnings.append(message.text)
 
     async def ready(self) -> float:
         started = time.perf_counter()
@@ -104,7 +105,7 @@ class Person:
         ]
 
 
-MakePerson = Callable[[str], Awaitable[Person]]
+MakePerson = Callable[..., Awaitable[Person]]  # (name, **context options, touch=bool)
 
 
 @pytest_asyncio.fixture

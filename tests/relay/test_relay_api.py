@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.db import OperationalError, connection, connections
 from django.http import Http404
-from django.test import Client, RequestFactory
+from django.test import Client, RequestFactory, override_settings
 from ninja.errors import HttpError, ValidationError
 
 from webapp import __version__
@@ -117,6 +118,33 @@ def test_home_page_is_the_web_chat(client: Client) -> None:
     # No inline script, style or handler: every script has a src, and the CSP forbids the rest.
     assert page.count("<script") == page.count('<script type="module" src=')
     assert "<style" not in page and " style=" not in page and " onclick=" not in page
+
+
+def _policy(response: Any) -> dict[str, str]:
+    policy = {}
+    for directive in response["Content-Security-Policy"].split("; "):
+        name, _, value = directive.partition(" ")
+        policy[name] = value
+    return policy
+
+
+def test_widget_page_may_be_framed_and_nothing_else_changes(client: Client) -> None:
+    chat, widget = client.get("/"), client.get("/widget")
+
+    assert widget.status_code == 200
+    page = widget.content.decode()
+    assert '<script type="module" src="/static/widget/widget.js"' in page
+    assert page.count("<script") == page.count('<script type="module" src=')
+    assert "<style" not in page and " style=" not in page and " onclick=" not in page
+    assert "X-Frame-Options" not in widget
+    assert _policy(widget) == {**_policy(chat), "frame-ancestors": "*"}
+    for name in ("X-Content-Type-Options", "Referrer-Policy", "Permissions-Policy"):
+        assert widget[name] == chat[name]
+
+
+@override_settings(VEILPOST_WIDGET_FRAME_ANCESTORS=["https://shop.example"])
+def test_widget_framing_follows_the_setting(client: Client) -> None:
+    assert _policy(client.get("/widget"))["frame-ancestors"] == "https://shop.example"
 
 
 def test_security_headers(client: Client) -> None:

@@ -33,6 +33,7 @@ ENV_VARS = [
     "VEILPOST_BLOB_RATE",
     "VEILPOST_BLOB_BURST",
     "VEILPOST_BLOB_QUOTA_BYTES",
+    "VEILPOST_WIDGET_FRAME_ANCESTORS",
 ]
 
 
@@ -183,3 +184,25 @@ def test_bad_relay_limit_is_an_error(
         load()
 
     assert message in str(caught.value)
+
+
+def test_widget_frame_ancestors(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load()["VEILPOST_WIDGET_FRAME_ANCESTORS"] == ["*"]
+    monkeypatch.setenv(
+        "VEILPOST_WIDGET_FRAME_ANCESTORS", "https://shop.example, https://*.example.org"
+    )
+    assert load()["VEILPOST_WIDGET_FRAME_ANCESTORS"] == [
+        "https://shop.example",
+        "https://*.example.org",
+    ]
+
+
+@pytest.mark.parametrize(
+    "value", ["https://a.example; script-src *", "https://a.example 'unsafe-inline'", "'x'"]
+)
+def test_widget_frame_ancestors_cannot_inject_into_the_policy(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("VEILPOST_WIDGET_FRAME_ANCESTORS", value)
+    with pytest.raises(ImproperlyConfigured, match="VEILPOST_WIDGET_FRAME_ANCESTORS"):
+        load()
