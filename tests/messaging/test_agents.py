@@ -268,3 +268,24 @@ async def test_a_message_whose_handler_never_finished_is_handled_after_a_restart
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_run_leaves_no_waiting_task_behind(relay: Relay, tmp_path: Path) -> None:
+    agent = Agent(db_path=str(tmp_path / "a.sqlite3"), db_key=new_key(), relay_url=relay.url)
+    task = asyncio.create_task(agent.run())
+    await asyncio.wait_for(agent.ready.wait(), 30)
+    await asyncio.sleep(0.2)  # waiting for events now
+
+    def waiting_on_events() -> list[asyncio.Task[object]]:
+        return [
+            t
+            for t in asyncio.all_tasks()
+            if not t.done() and getattr(t.get_coro(), "__qualname__", "") == "Queue.get"
+        ]
+
+    assert waiting_on_events()  # the run waits on its event queue ...
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert waiting_on_events() == []  # ... and a cancelled run stops waiting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,25 @@ async def test_two_clients_exchange_dms_both_ways(
     received = next(m for m in bob.messages(bob_dm) if m.text == "hello bob")
     assert received.sender_inbox_id == alice.inbox_id
     assert received.id == sent.id
+
+
+async def test_two_calls_at_once_make_one_dm_and_both_can_send_at_once(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
+    """The second call waits for the DM the first is making (it is not returned half made)."""
+    alice = await open_peer(relay.url, "alice", tmp_path)
+    peers.append(alice)
+    bob = await open_peer(relay.url, "bob", tmp_path)
+    peers.append(bob)
+
+    async def dm_and_send(text: str) -> tuple[str, str]:
+        dm = await alice.client.new_dm(bob.inbox_id)
+        sent = await alice.client.send(dm.id, text)
+        return dm.id, sent.status
+
+    first, second = await asyncio.gather(dm_and_send("one"), dm_and_send("two"))
+    assert first == second == (f"dm:{bob.inbox_id}", "sent")
+    assert len(alice.client._conversation_groups(first[0])) == 1
+    await bob.wait_for(
+        lambda p: sorted(p.texts(f"dm:{alice.inbox_id}")) == ["one", "two"], what="bob gets both"
+    )

@@ -278,6 +278,7 @@ class Agent:
         for message in client.unhandled():  # received before a crash, never handled
             await self._dispatch(ClientEvent("message", message.conversation_id, message))
         processing = asyncio.create_task(self._process(client))
+        getting: asyncio.Future[ClientEvent] | None = None
         try:
             while True:
                 getting = asyncio.ensure_future(client.events.get())
@@ -290,6 +291,8 @@ class Agent:
                 event = getting.result()
                 await self._dispatch(event)
         finally:
+            if getting is not None:
+                getting.cancel()  # a cancelled run leaves no wait on the queue behind
             processing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await processing

@@ -681,8 +681,8 @@ class Bridge:
         except ct.ContentError:
             return _Shown("unknown", f"[{message.content_type}]", None, None)
         value = decoded.value
-        if isinstance(value, ct.Reaction | ct.ReadReceipt | ct.Profile):
-            return None
+        if isinstance(value, ct.Reaction | ct.ReadReceipt | ct.Profile | ct.McpMessage):
+            return None  # folded into what they refer to; MCP traffic is for programs
         if not decoded.known:
             if not decoded.fallback:
                 return None  # a type this client does not know, that asks not to be shown

@@ -96,6 +96,14 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run an agent file (it defines `agent = Agent...`)")
     run.add_argument("file", type=Path)
+
+    commands.add_parser(
+        "mcp",
+        help="serve this profile's messaging as MCP tools on stdin/stdout (for an MCP host)",
+        description="An MCP server over stdio (needs veilpost[mcp]): tools to list"
+        " conversations, read messages, send, start a DM, create a group and wait for new"
+        " messages. stdout carries only MCP; logs go to stderr. See docs/mcp.md.",
+    )
     return parser
 
 
@@ -266,6 +274,20 @@ def _run_file(path: Path) -> int:
     return EXIT_OK
 
 
+def _serve_mcp(args: argparse.Namespace) -> int:
+    try:
+        from veilpost.mcp.messaging import serve_stdio
+    except ImportError as exc:
+        print(
+            f"error: veilpost mcp needs the mcp SDK ({exc}): pip install 'veilpost[mcp]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    agent = _agent(args)  # configuration errors before the host starts talking MCP
+    asyncio.run(serve_stdio(agent))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script's entry point; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -283,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.db:
                 os.environ["VEILPOST_DB_PATH"] = args.db
             return _run_file(args.file)
+        if args.command == "mcp":
+            return _serve_mcp(args)
         return asyncio.run(_with_client(args))
     except KeyboardInterrupt:
         return EXIT_OK

@@ -318,6 +318,7 @@ class Client:
         )
         self.events: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self._lock = asyncio.Lock()
+        self._dm_locks: dict[str, asyncio.Lock] = {}  # conversation id -> its creation
         self._groups: dict[bytes, Group] = {}
         self._info: dict[bytes, _GroupInfo] = {}
         self._records: dict[str, IdentityRecord] = {}
@@ -799,10 +800,12 @@ class Client:
         if peer == self.inbox_id:
             raise UnknownRecipient("a DM is with another inbox")
         conversation_id = f"dm:{peer}"
-        if self._conversation_groups(conversation_id):
-            return self.conversation(conversation_id)
-        metadata = GroupMetadata.dm(self.inbox_id, peer)
-        await self._create_group(conversation_id, metadata, [peer])
+        # Two calls at once for one peer make one DM: the second waits and finds it.
+        async with self._dm_locks.setdefault(conversation_id, asyncio.Lock()):
+            if self._conversation_groups(conversation_id):
+                return self.conversation(conversation_id)
+            metadata = GroupMetadata.dm(self.inbox_id, peer)
+            await self._create_group(conversation_id, metadata, [peer])
         return self.conversation(conversation_id)
 
     async def new_group(

@@ -38,6 +38,11 @@ which sees the ciphertext's length, learns only a size bucket (:func:`padded_siz
 
     uint32 length; opaque data[length]; zero bytes up to padded_size(length)
 
+MCP (the Model Context Protocol) travels as :class:`McpMessage` content: one JSON-RPC 2.0
+message of one MCP session per Veilpost message (see :class:`McpCodec`; the transports are in
+``veilpost.mcp``, which needs the ``mcp`` SDK; this codec needs nothing beyond the standard
+library).
+
 Attachments above :data:`MAX_INLINE_ATTACHMENT_BYTES` travel out of band:
 :func:`encrypt_attachment` seals the file under a fresh key, the ciphertext is uploaded as a
 blob, and a :class:`RemoteAttachment` message carries the blob's location, digest and key.
@@ -48,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -71,6 +77,7 @@ __all__ = [
     "CONTENT_TYPE_ATTACHMENT",
     "CONTENT_TYPE_GROUP_UPDATED",
     "CONTENT_TYPE_MARKDOWN",
+    "CONTENT_TYPE_MCP",
     "CONTENT_TYPE_PROFILE",
     "CONTENT_TYPE_REACTION",
     "CONTENT_TYPE_READ_RECEIPT",
@@ -84,6 +91,10 @@ __all__ = [
     "MAX_FILENAME_BYTES",
     "MAX_INBOX_ID_BYTES",
     "MAX_INLINE_ATTACHMENT_BYTES",
+    "MAX_MCP_JSON_DEPTH",
+    "MAX_MCP_MESSAGE_BYTES",
+    "MAX_MCP_REQUEST_ID_BYTES",
+    "MAX_MCP_SESSION_BYTES",
     "MAX_METADATA_FIELD_BYTES",
     "MAX_METADATA_VALUE_BYTES",
     "MAX_MIME_TYPE_BYTES",
@@ -115,6 +126,9 @@ __all__ = [
     "InvalidContent",
     "Markdown",
     "MarkdownCodec",
+    "McpCodec",
+    "McpMessage",
+    "McpMessageKind",
     "MetadataChange",
     "Profile",
     "ProfileCodec",
@@ -177,6 +191,14 @@ MAX_METADATA_VALUE_BYTES: Final = 4096
 """Longest old or new group metadata value in a :class:`MetadataChange`."""
 MAX_DISPLAY_NAME_BYTES: Final = 256
 """Longest display name of a :class:`Profile`."""
+MAX_MCP_MESSAGE_BYTES: Final = 1 << 20
+"""Largest JSON text of one :class:`McpMessage` (a tool result beyond it does not travel)."""
+MAX_MCP_SESSION_BYTES: Final = 64
+"""Longest MCP session id."""
+MAX_MCP_REQUEST_ID_BYTES: Final = 256
+"""Longest string id of an MCP (JSON-RPC) request."""
+MAX_MCP_JSON_DEPTH: Final = 64
+"""Deepest nesting of arrays and objects in an :class:`McpMessage`."""
 
 PAD_MIN_SIZE: Final = 256
 """The smallest padded size: every padded message is at least this long."""
@@ -398,6 +420,8 @@ CONTENT_TYPE_GROUP_UPDATED: Final = ContentTypeId(STANDARD_AUTHORITY, "group_upd
 """A change of members or metadata, told to the group (:class:`GroupUpdated`)."""
 CONTENT_TYPE_PROFILE: Final = ContentTypeId(STANDARD_AUTHORITY, "profile", 1, 0)
 """The sender's display name, told to a conversation (:class:`Profile`)."""
+CONTENT_TYPE_MCP: Final = ContentTypeId(STANDARD_AUTHORITY, "mcp", 1, 0)
+"""One Model Context Protocol (JSON-RPC 2.0) message of one MCP session (:class:`McpMessage`)."""
 
 # -- encoded content ----------------------------------------------------------------------------
 
@@ -1448,9 +1472,266 @@ class ProfileCodec:
         return None
 
 
+# -- MCP (Model Context Protocol) messages ----------------------------------------------------
+
+McpMessageKind = Literal["request", "notification", "response", "error"]
+"""What a JSON-RPC 2.0 message is: a request (``method`` and ``id``), a notification
+(``method``, no ``id``), a response (``id`` and ``result``) or an error (``id`` and
+``error``)."""
+
+_MCP_SESSION_RE = re.compile(r"[A-Za-z0-9_-]+")
+_JSONRPC_MEMBERS = frozenset({"jsonrpc", "id", "method", "params", "result", "error"})
+_MCP_SESSION_PARAMETER = "session"
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidContent(f"MCP message uses {name}, which JSON does not have")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise InvalidContent(f"MCP message has a duplicate member name {_clip(name, 64)!r}")
+        result[name] = value
+    return result
+
+
+_JSON_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET_DELTA = [0] * 256
+_BRACKET_DELTA[ord("[")] = _BRACKET_DELTA[ord("{")] = 1
+_BRACKET_DELTA[ord("]")] = _BRACKET_DELTA[ord("}")] = -1
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _json_nesting(data: bytes) -> int:
+    """How deep arrays and objects nest in the JSON text ``data``, without parsing it.
+
+    Checked before parsing: the standard library's parser recurses, and deep enough input
+    exhausts the stack of Pyodide's WebAssembly interpreter, which is fatal there (in
+    CPython it is a RecursionError). Strings are cut out first, so brackets in them do not
+    count.
+    """
+    brackets = _JSON_STRING_RE.sub(b"", data).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(map(_BRACKET_DELTA.__getitem__, brackets)), default=0)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _check_request_id(value: object, *, nullable: bool) -> None:
+    if value is None and nullable:
+        return
+    if isinstance(value, str):
+        _utf8(value, "MCP request id", MAX_MCP_REQUEST_ID_BYTES)
+        return
+    if isinstance(value, int) and not isinstance(value, bool):
+        return
+    allowed = "a string, an integer or null" if nullable else "a string or an integer"
+    raise InvalidContent(f"MCP request id must be {allowed}, got {_json_type(value)}")
+
+
+def _parse_jsonrpc(data: bytes) -> tuple[dict[str, Any], McpMessageKind]:
+    """Parse and check one JSON-RPC 2.0 message as MCP uses it; every broken rule is an
+    :class:`InvalidContent` that names it."""
+    if len(data) > MAX_MCP_MESSAGE_BYTES:
+        raise InvalidContent(
+            f"MCP message is {len(data)} bytes, at most {MAX_MCP_MESSAGE_BYTES} allowed"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidContent(f"MCP message is not valid UTF-8 (byte {exc.start})") from None
+    if _json_nesting(data) > MAX_MCP_JSON_DEPTH:
+        raise InvalidContent(f"MCP message nests deeper than {MAX_MCP_JSON_DEPTH} levels")
+    try:
+        message = json.loads(
+            text, object_pairs_hook=_unique_members, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise InvalidContent(
+            f"MCP message is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidContent(f"MCP message nests deeper than {MAX_MCP_JSON_DEPTH} levels") from None
+    try:  # what parses but is no JSON value: a lone surrogate escape, a number out of range
+        json.dumps(message, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidContent("MCP message has a lone surrogate (an unpaired \\u escape)") from None
+    except ValueError:
+        raise InvalidContent("MCP message has a number out of range") from None
+    if not isinstance(message, dict):
+        raise InvalidContent(
+            f"MCP message must be one JSON-RPC object, got {_json_type(message)}"
+            + (" (MCP sends no batches)" if isinstance(message, list) else "")
+        )
+    unknown = sorted(set(message) - _JSONRPC_MEMBERS)
+    if unknown:
+        raise InvalidContent(f"MCP message has unknown member {_clip(unknown[0], 64)!r}")
+    if message.get("jsonrpc") != "2.0":
+        raise InvalidContent(
+            f"MCP message has jsonrpc {_clip(repr(message.get('jsonrpc')), 64)}, expected '2.0'"
+        )
+    kind: McpMessageKind
+    if "method" in message:
+        if "result" in message or "error" in message:
+            raise InvalidContent("MCP message has a method and a result or error")
+        method = message["method"]
+        if not isinstance(method, str) or not method:
+            raise InvalidContent(f"MCP method must be a non-empty string, got {_json_type(method)}")
+        if "params" in message and not isinstance(message["params"], dict):
+            raise InvalidContent(
+                f"MCP params must be an object, got {_json_type(message['params'])}"
+            )
+        if "id" in message:
+            _check_request_id(message["id"], nullable=False)
+            kind = "request"
+        else:
+            kind = "notification"
+    elif "result" in message or "error" in message:
+        if "result" in message and "error" in message:
+            raise InvalidContent("MCP response has both a result and an error")
+        if "id" not in message:
+            raise InvalidContent("MCP response has no id")
+        if "params" in message:
+            raise InvalidContent("MCP response has params")
+        if "result" in message:
+            _check_request_id(message["id"], nullable=False)
+            if not isinstance(message["result"], dict):
+                raise InvalidContent(
+                    f"MCP result must be an object, got {_json_type(message['result'])}"
+                )
+            kind = "response"
+        else:
+            _check_request_id(message["id"], nullable=True)
+            error = message["error"]
+            code = error.get("code") if isinstance(error, dict) else None
+            if (
+                not isinstance(error, dict)
+                or not isinstance(code, int)
+                or isinstance(code, bool)
+                or not isinstance(error.get("message"), str)
+                or not set(error) <= {"code", "message", "data"}
+            ):
+                raise InvalidContent(
+                    "MCP error must be an object with an integer code, a string message and"
+                    " optional data"
+                )
+            kind = "error"
+    else:
+        raise InvalidContent(
+            "MCP message is neither a request, a notification nor a response"
+            " (no method, result or error)"
+        )
+    return message, kind
+
+
+@dataclass(frozen=True)
+class McpMessage:
+    """One MCP message: the JSON text ``data`` of exactly one JSON-RPC 2.0 message, in the
+    MCP session ``session`` (1..:data:`MAX_MCP_SESSION_BYTES` letters, digits, ``_`` and
+    ``-``; the client that opens a session picks its id, and both sides answer in it).
+
+    Checked when made: at most :data:`MAX_MCP_MESSAGE_BYTES`, UTF-8, JSON without
+    duplicate member names or NaN, nesting at most :data:`MAX_MCP_JSON_DEPTH`, one object
+    (MCP sends no batches) with ``jsonrpc: "2.0"`` that is a request, a notification, a
+    response or an error (params and results are objects, ids strings or integers). What
+    the methods mean is MCP's business, checked by the ``mcp`` SDK on the other side.
+    """
+
+    session: str
+    data: bytes = field(repr=False)
+    _parsed: dict[str, Any] = field(init=False, repr=False, compare=False)
+    _kind: McpMessageKind = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _utf8(self.session, "MCP session id", MAX_MCP_SESSION_BYTES, min_bytes=1)
+        if not _MCP_SESSION_RE.fullmatch(self.session):
+            raise InvalidContent(
+                f"MCP session id {_clip(self.session, 64)!r} is not letters, digits, '_' and '-'"
+            )
+        _check_bytes(self.data, "MCP message")
+        parsed, kind = _parse_jsonrpc(self.data)
+        object.__setattr__(self, "_parsed", parsed)
+        object.__setattr__(self, "_kind", kind)
+
+    @classmethod
+    def from_json(cls, session: str, message: Mapping[str, Any]) -> McpMessage:
+        """The message for a JSON-RPC object (serialized compactly, UTF-8, no NaN)."""
+        try:
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            data = text.encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError: a lone surrogate
+            raise InvalidContent(f"MCP message is not JSON-serializable: {exc}") from None
+        return cls(session, data)
+
+    @property
+    def json(self) -> dict[str, Any]:
+        """The parsed message (a fresh copy: changing it changes nothing here)."""
+        parsed: dict[str, Any] = json.loads(self.data)
+        return parsed
+
+    @property
+    def kind(self) -> McpMessageKind:
+        """Request, notification, response or error."""
+        return self._kind
+
+    @property
+    def method(self) -> str | None:
+        """The method of a request or notification."""
+        method = self._parsed.get("method")
+        return method if isinstance(method, str) else None
+
+    @property
+    def request_id(self) -> str | int | None:
+        """The id of a request, or of the request a response or error answers."""
+        value = self._parsed.get("id")
+        return value if isinstance(value, str | int) else None
+
+
+class McpCodec:
+    """:class:`McpMessage`. The payload is the message's JSON text (UTF-8) as is; the
+    session id is the parameter ``session``. No fallback: MCP traffic is between programs,
+    and a client that does not know the type shows nothing for it.
+    """
+
+    content_type = CONTENT_TYPE_MCP
+    value_type = McpMessage
+
+    def encode(self, value: McpMessage) -> EncodedContent:
+        """Encode an MCP message."""
+        return EncodedContent(
+            type=self.content_type,
+            parameters=((_MCP_SESSION_PARAMETER, value.session),),
+            content=value.data,
+        )
+
+    def decode(self, encoded: EncodedContent) -> McpMessage:
+        """Decode an MCP message; anything malformed is a :class:`ContentDecodeError`."""
+        _expect_type(encoded, self.content_type)
+        session = encoded.parameter(_MCP_SESSION_PARAMETER)
+        if session is None:
+            raise ContentDecodeError("MCP content has no session parameter")
+        with _decoding("MCP message"):
+            return McpMessage(session, encoded.content)
+
+    def fallback(self, value: McpMessage) -> str | None:
+        """None: MCP messages are not shown."""
+        return None
+
+
 def default_registry() -> CodecRegistry:
     """A registry with every standard codec (text, markdown, reply, reaction, read receipt,
-    attachment, remote attachment, group updated, profile)."""
+    attachment, remote attachment, group updated, profile, MCP)."""
     registry = CodecRegistry(
         [
             TextCodec(),
@@ -1461,6 +1742,7 @@ def default_registry() -> CodecRegistry:
             RemoteAttachmentCodec(),
             GroupUpdatedCodec(),
             ProfileCodec(),
+            McpCodec(),
         ]
     )
     registry.register(ReplyCodec(registry))
