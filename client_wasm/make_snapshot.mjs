@@ -7,8 +7,8 @@
 // the imports, which are most of a first visit's time to ready (docs/performance.md).
 //
 // Pyodide checks that a snapshot was made by the same build of Pyodide; the worker also
-// checks the Pyodide version and the wheel's sha256 recorded here and starts normally when
-// they differ or the snapshot fails to load. The snapshot is written gzip-compressed (a
+// checks the Pyodide version recorded here and the sha256 of the snapshot and of the wheel, and
+// starts the long way when they differ or the snapshot fails to load. The snapshot is written gzip-compressed (a
 // quarter of its size) and its name and sha256 are added to the directory's manifest.json.
 //
 // The snapshot uses Pyodide's private `_makeSnapshot` / `_loadSnapshot` options (a named

@@ -28,7 +28,10 @@ host = McpHost(agent, build_server(records), allow=allow)
 
 @agent.on_text
 async def chat(ctx: MessageContext) -> None:
-    """The web chat's way in: the same data, the same allow-list, plain-text commands."""
+    """The web chat's way in: the same data, the same allow-list, plain-text commands, in DMs
+    only (in a group every member would read the answer, allowed or not)."""
+    if not ctx.is_dm:
+        return  # silent: a notice per message would be noise to the group
     if not await allow.allows(agent.client, ctx.sender_inbox_id):
         await ctx.reply(
             "You are not on this agent's allow-list, so it cannot answer you."

@@ -46,7 +46,7 @@ import { ConversationList, preview } from "./conversation-list.js";
 import { MemberPanel, NewChatDialog, withBusy } from "./dialogs.js";
 import { MessageView } from "./messages.js";
 import {
-  $, bytesToBase64, copyText, errorText, fillIcons, hueClass, initials, saveFile, shortId, Toasts,
+  $, bindComposer, bytesToBase64, copyText, errorText, fillIcons, hueClass, initials, saveFile, shortId, Toasts,
 } from "./ui.js";
 import { Thread, toggled } from "./thread.js";
 import { WorkerClient } from "./worker-client.js";
@@ -206,24 +206,12 @@ function setUp() {
   });
 
   const input = $("composer-input");
-  input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey) {
-      event.preventDefault();
-      sendText();
-    } else if (event.key === "Escape" && state.replyTo) {
-      event.preventDefault();
-      setReply(null);
-    }
-  });
+  bindComposer($("composer"), input, { send: sendText, replying: () => state.replyTo, cancelReply: () => setReply(null) });
   input.addEventListener("paste", (event) => {
     const files = [...(event.clipboardData?.files ?? [])];
     if (!files.length) return;
     event.preventDefault();
     for (const file of files) sendFile(file);
-  });
-  $("composer").addEventListener("submit", (event) => {
-    event.preventDefault();
-    sendText();
   });
   const attach = $("attach-input");
   $("attach-button").addEventListener("click", () => attach.click());

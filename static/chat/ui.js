@@ -85,6 +85,24 @@ export function icon(name, className = "icon") {
   return svg;
 }
 
+/** The composer's keys: Enter sends (Shift+Enter is a new line), Esc cancels a reply; the
+ * form's submit (the send button) sends too. */
+export function bindComposer(form, input, { send, replying, cancelReply }) {
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey) {
+      event.preventDefault();
+      send();
+    } else if (event.key === "Escape" && replying()) {
+      event.preventDefault();
+      cancelReply();
+    }
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send();
+  });
+}
+
 /** Fill every `<span data-icon="name">` of the page template with its icon. */
 export function fillIcons(root = document) {
   for (const slot of root.querySelectorAll("[data-icon]")) {

@@ -18,8 +18,13 @@
 const ORIGIN = self.location.origin;
 const PYODIDE = `${ORIGIN}/static/pyodide/`;
 const DB_PATH = "/profile/veilpost.sqlite3";
-const LOCK = "veilpost-profile";
-const channel = new BroadcastChannel("veilpost-profile");
+// A profile other than the chat's (`worker.js?profile=NAME`: the widget keeps one per agent)
+// has its own database, lock and channel: one page cannot make another's identity talk.
+const PROFILE = new URL(self.location.href).searchParams.get("profile") ?? "";
+if (PROFILE && !/^[a-z0-9-]{1,80}$/.test(PROFILE)) throw new Error(`bad profile name ${JSON.stringify(PROFILE)}`);
+const DATABASE = PROFILE ? `veilpost-${PROFILE}` : "veilpost";
+const LOCK = PROFILE ? `veilpost-profile-${PROFILE}` : "veilpost-profile";
+const channel = new BroadcastChannel(LOCK);
 const me = crypto.randomUUID();
 
 let role = "starting"; // "owner" | "follower"
@@ -40,7 +45,7 @@ function progress(stage, detail = null) {
 
 function idb() {
   return new Promise((resolve, reject) => {
-    const request = indexedDB.open("veilpost", 1);
+    const request = indexedDB.open(DATABASE, 1);
     request.onupgradeneeded = () => request.result.createObjectStore("kv");
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
@@ -136,12 +141,20 @@ async function snapshotBytes(manifest) {
   const cache = self.caches ? await caches.open(RUNTIME_CACHE).catch(() => null) : null;
   const kept = cache ? await cache.match(name) : null;
   if (kept) return { bytes: await kept.arrayBuffer(), keep: null };
-  const response = await fetch(`${ORIGIN}/static/wasm/${manifest.snapshot}`);
+  const response = await fetch(`${ORIGIN}/static/wasm/${manifest.snapshot}`, { cache: "no-cache" });
   if (!response.ok) throw new Error(`${manifest.snapshot}: HTTP ${response.status}`);
-  // A server that sends it with `Content-Encoding: gzip` has had the browser decompress it.
-  const body = response.headers.get("Content-Encoding") === "gzip"
-    ? response.body
-    : response.body.pipeThrough(new DecompressionStream("gzip"));
+  // A server that sends it with `Content-Encoding: gzip` has had the browser decompress it
+  // (and then the hash, of the compressed file, cannot be checked here).
+  let compressed;
+  if (response.headers.get("Content-Encoding") === "gzip") {
+    compressed = null;
+  } else {
+    compressed = await response.arrayBuffer();
+    await checkHash(compressed, manifest.snapshot_sha256, manifest.snapshot);
+  }
+  const body = compressed
+    ? new Blob([compressed]).stream().pipeThrough(new DecompressionStream("gzip"))
+    : response.body;
   const bytes = await new Response(body).arrayBuffer();
   const keep = cache && (async () => {
     for (const key of await cache.keys()) await cache.delete(key);
@@ -152,6 +165,14 @@ async function snapshotBytes(manifest) {
 
 let keepSnapshot = null; // stores the snapshot just downloaded, once the chat is ready
 
+// A file that is not the one the manifest names (a cache that kept an older one) is refused.
+async function checkHash(bytes, expected, name) {
+  if (!expected) return;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  if (hex !== expected) throw new Error(`${name} is not the file the manifest names (sha256 ${hex})`);
+}
+
 async function runtime() {
   const manifestRequest = fetch(`${ORIGIN}/static/wasm/manifest.json`, { cache: "no-cache" }).then((r) => r.json());
   const { loadPyodide, version } = await import(`${PYODIDE}pyodide.mjs`);
@@ -159,7 +180,12 @@ async function runtime() {
   const manifest = await manifestRequest;
   // A snapshot holds the interpreter's memory, not its files: the wheel is unpacked either way
   // (modules imported later are read from it).
-  const wheelBytes = fetch(`${ORIGIN}/static/wasm/${manifest.wheel}`).then((r) => r.arrayBuffer());
+  const wheelBytes = fetch(`${ORIGIN}/static/wasm/${manifest.wheel}`, { cache: "no-cache" })
+    .then((r) => r.arrayBuffer())
+    .then(async (bytes) => {
+      await checkHash(bytes, manifest.sha256, manifest.wheel);
+      return bytes;
+    });
   if (manifest.snapshot && manifest.pyodide === version) {
     try {
       progress("packages", "from the prepared runtime");

@@ -92,7 +92,16 @@
   badge.hidden = true;
   badge.setAttribute("aria-hidden", "true");
   button.append(badge);
-  root.append(style, panel, button);
+  // A constructed style sheet is not an inline style: host pages with a strict CSP
+  // (style-src without 'unsafe-inline') still draw the button.
+  if ("adoptedStyleSheets" in root && typeof CSSStyleSheet.prototype.replaceSync === "function") {
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(style.textContent);
+    root.adoptedStyleSheets = [sheet];
+    root.append(panel, button);
+  } else {
+    root.append(style, panel, button);
+  }
 
   // Shown when the chat's page does not load (the relay is down): an iframe cannot say why.
   const fallback = document.createElement("div");

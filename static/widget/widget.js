@@ -19,7 +19,7 @@
 
 import { MessageView } from "../chat/messages.js";
 import { Thread, toggled } from "../chat/thread.js";
-import { $, errorText, fillIcons, hueClass, initials, saveFile, Toasts } from "../chat/ui.js";
+import { $, bindComposer, errorText, fillIcons, hueClass, initials, saveFile, Toasts } from "../chat/ui.js";
 import { WorkerClient } from "../chat/worker-client.js";
 
 const PAGE_SIZE = 50;
@@ -143,10 +143,10 @@ function start() {
   renderHeader();
   $("widget-close").addEventListener("click", () => {
     if (window.parent !== window) tellParent("veilpost:close");
-    else if (window.opener) window.close(); // the chat's own window (see storageBlocked)
+    else window.close(); // the chat's own window (see storageBlocked): a script opened it
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !state.replyTo) tellParent("veilpost:close");
+    if (event.key === "Escape" && !event.defaultPrevented) tellParent("veilpost:close"); // not a reply's Esc
   });
   $("widget-retry").addEventListener("click", () => location.reload());
   if (!settings.agent) {
@@ -196,10 +196,20 @@ function storageBlocked() {
   });
 }
 
-function startWorker() {
+// The widget's identity is one per agent, apart from the web chat's and from the other agents'
+// (worker.js?profile=…): a site that opens /widget with an agent of its choosing only ever
+// meets a fresh anonymous inbox, never the visitor's chat profile or another agent's chat.
+async function profileName(agent) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(agent.trim().toLowerCase()));
+  return `widget-${Array.from(new Uint8Array(digest).slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+async function startWorker() {
   const script = document.querySelector("script[data-worker]");
+  const url = new URL(script?.dataset.worker || "/static/chat/worker.js", location.href);
+  url.searchParams.set("profile", await profileName(settings.agent));
   try {
-    client = new WorkerClient(script?.dataset.worker || "/static/chat/worker.js");
+    client = new WorkerClient(url.href);
   } catch (error) {
     problem("This browser cannot run the chat", String(error?.message ?? error), { retry: false });
     return;
@@ -284,20 +294,7 @@ function setUp() {
     }
   });
   $("reply-cancel").addEventListener("click", () => setReply(null));
-  const input = $("composer-input");
-  input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey) {
-      event.preventDefault();
-      sendText();
-    } else if (event.key === "Escape" && state.replyTo) {
-      event.preventDefault();
-      setReply(null);
-    }
-  });
-  $("composer").addEventListener("submit", (event) => {
-    event.preventDefault();
-    sendText();
-  });
+  bindComposer($("composer"), $("composer-input"), { send: sendText, replying: () => state.replyTo, cancelReply: () => setReply(null) });
 }
 
 // -- messages --------------------------------------------------------------------------------

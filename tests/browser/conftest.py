@@ -7,6 +7,7 @@ here. Without it the tests are skipped with the reason, except under CI, where t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -124,3 +125,26 @@ async def browser() -> AsyncIterator[Any]:
 def screenshot_path(name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS / f"{name}.png"
+
+
+@pytest_asyncio.fixture
+async def echo_agent(chat_relay: ChatRelay, tmp_path: Path) -> AsyncIterator[Any]:
+    """A real echo agent on the chat relay: answers every text with ``echo: <text>``."""
+    from veilpost.agent import Agent, MessageContext
+    from veilpost.client.storage import new_key
+
+    agent = Agent(
+        db_path=str(tmp_path / "echo.sqlite3"), db_key=new_key(), relay_url=chat_relay.url
+    )
+
+    @agent.on_text
+    async def echo(ctx: MessageContext) -> None:
+        await ctx.reply(f"echo: {ctx.text}")
+
+    task = asyncio.create_task(agent.run())
+    await asyncio.wait_for(agent.ready.wait(), 30)
+    try:
+        yield agent
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

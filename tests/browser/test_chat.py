@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from veilpost.agent import Agent, MessageContext
-from veilpost.client.storage import new_key
+from veilpost.agent import Agent
 
 from .conftest import ChatRelay, screenshot_path
+from .fake_harness import tiny_png
 
 pytestmark = pytest.mark.asyncio
 
@@ -127,25 +126,6 @@ async def make_person(browser: Any, chat_relay: ChatRelay) -> AsyncIterator[Make
     yield make
     for person in opened:
         await person.context.close()
-
-
-@pytest_asyncio.fixture
-async def echo_agent(chat_relay: ChatRelay, tmp_path: Path) -> AsyncIterator[Agent]:
-    agent = Agent(
-        db_path=str(tmp_path / "echo.sqlite3"), db_key=new_key(), relay_url=chat_relay.url
-    )
-
-    @agent.on_text
-    async def echo(ctx: MessageContext) -> None:
-        await ctx.reply(f"echo: {ctx.text}")
-
-    task = asyncio.create_task(agent.run())
-    await asyncio.wait_for(agent.ready.wait(), 30)
-    try:
-        yield agent
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_dm_group_reload_and_xss(
@@ -281,25 +261,6 @@ async def test_two_tabs_of_one_profile_share_it(
     assert alice.errors == [] and second.errors == []
 
 
-def tiny_png(width: int = 24, height: int = 16) -> bytes:
-    """A valid PNG (an orange rectangle), made here so the test needs no image file."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + b"\xf0\x80\x20" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 def message(person: Person, text: str) -> Any:
     """The message item whose text is ``text``."""
     return person.page.locator(
@@ -362,7 +323,7 @@ async def test_replies_reactions_receipts_images_members_reconnect_phone(
     # An image attachment arrives with a preview that the browser decoded.
     await alice.page.set_input_files(
         '[data-testid="attach-input"]',
-        files=[{"name": "map.png", "mimeType": "image/png", "buffer": tiny_png()}],
+        files=[{"name": "map.png", "mimeType": "image/png", "buffer": tiny_png(24, 16)}],
     )
     for person in (alice, bob):
         image = person.page.locator('[data-testid="attachment-image"]').last
@@ -423,5 +384,15 @@ async def test_replies_reactions_receipts_images_members_reconnect_phone(
     )
     await alice.send("welcome back")
     await bob.wait_text("welcome back")
+
+    # The browser says the network went (its offline event, in the worker): the connection is
+    # dropped at once, not when the keepalive (20 s + 20 s) notices; online: back at once.
+    worker = bob.page.workers[0]
+    await worker.evaluate("self.dispatchEvent(new Event('offline'))")
+    await banner.wait_for(timeout=5_000)
+    await worker.evaluate("self.dispatchEvent(new Event('online'))")
+    await banner.wait_for(state="hidden", timeout=10_000)
+    await alice.send("after the network came back")
+    await bob.wait_text("after the network came back")
     for person in (alice, bob):
         assert person.errors == [], person.errors

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from veilpost.agent import Agent, MessageContext
-from veilpost.client.storage import new_key
+from veilpost.agent import Agent
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, ChatRelay, screenshot_path
 
@@ -29,25 +29,6 @@ pytestmark = pytest.mark.asyncio
 WAIT_MS = 30_000
 READY_MS = 90_000
 LAUNCHER = "[data-veilpost-widget] >> .launcher"  # Playwright's CSS reaches into the shadow root
-
-
-@pytest_asyncio.fixture
-async def echo_agent(chat_relay: ChatRelay, tmp_path: Path) -> AsyncIterator[Agent]:
-    agent = Agent(
-        db_path=str(tmp_path / "echo.sqlite3"), db_key=new_key(), relay_url=chat_relay.url
-    )
-
-    @agent.on_text
-    async def echo(ctx: MessageContext) -> None:
-        await ctx.reply(f"echo: {ctx.text}")
-
-    task = asyncio.create_task(agent.run())
-    await asyncio.wait_for(agent.ready.wait(), 30)
-    try:
-        yield agent
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def _site(relay: ChatRelay, agent: str) -> Iterator[str]:
@@ -113,7 +94,10 @@ async def test_a_visitor_talks_to_the_agent_from_another_site(
     assert from_relay == [f"{chat_relay.url}/static/widget/veilpost-widget.js"], from_relay
     assert await page.locator("[data-veilpost-widget] >> iframe").count() == 0
 
+    started = time.perf_counter()
     frame = await _open_widget(page)
+    elapsed = time.perf_counter() - started
+    print(f"\nwidget: button pressed -> conversation shown, first time: {elapsed:.2f} s")
     assert "Harbor" in await frame.locator('[data-testid="widget-title"]').inner_text()
     greeting = frame.locator('[data-testid="widget-greeting"]')
     assert "end-to-end encrypted" in await greeting.inner_text()
@@ -189,7 +173,7 @@ async def test_a_visitor_talks_to_the_agent_from_another_site(
 
 
 async def test_a_private_window_gets_the_chat_in_a_window_of_its_own(
-    browser: Any, demo_site: str
+    browser: Any, chat_relay: ChatRelay, echo_agent: Any, demo_site: str
 ) -> None:
     """Where the browser blocks storage for embedded sites, the widget says so and offers its
     own window (first-party on the relay's origin), where the chat works."""
@@ -215,6 +199,14 @@ async def test_a_private_window_gets_the_chat_in_a_window_of_its_own(
     ).wait_for(timeout=WAIT_MS)
     # The panel closed itself when the window opened.
     await page.locator("[data-veilpost-widget] >> .panel").wait_for(state="hidden", timeout=WAIT_MS)
+    # The window is on the relay's origin, like the web chat, yet the widget's identity is its
+    # own (one per agent): the chat's inbox never talked to the agent.
+    chat = await context.new_page()
+    await chat.goto(chat_relay.url + "/")
+    await chat.wait_for_selector('[data-testid="ready"]', timeout=READY_MS)
+    chat_inbox = (await chat.inner_text('[data-testid="my-inbox-id"]')).strip()
+    peers = {c.peer_inbox_id for c in echo_agent.client.conversations() if c.peer_inbox_id}
+    assert peers and chat_inbox not in peers
     await context.close()
 
 

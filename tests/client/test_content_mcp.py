@@ -182,6 +182,32 @@ def test_depth_limit_is_exact() -> None:
     assert McpMessage("s", data).kind == "notification"  # exactly MAX_MCP_JSON_DEPTH levels
 
 
+HOSTILE_STRINGS = [
+    ("an unclosed string of escaped quotes", b'"' + b'\\"' * 131072),
+    ("an unclosed string of quote-backslash runs", b'"ab\\' * 65536),
+    ("an unclosed string ending in a backslash", b'"\\"' * 87381 + b"\\"),
+    ("many empty strings", b'"' * 262144),
+    ("deep brackets, then an unclosed string", b"[" * 100 + b'"' + b'\\"' * 131072),
+]
+
+
+@pytest.mark.parametrize(("what", "data"), HOSTILE_STRINGS, ids=[h[0] for h in HOSTILE_STRINGS])
+def test_hostile_strings_are_refused_in_one_pass(what: str, data: bytes) -> None:
+    """Cutting strings out before the nesting check takes one pass whatever the text: an
+    unclosed string does not make it rescan from every quote (quadratic: hours of CPU for a
+    1 MiB message, before any allow-list check)."""
+    with pytest.raises(InvalidContent):
+        McpMessage("s", data)
+    with pytest.raises(ContentDecodeError):
+        REGISTRY.decode_bytes(_encoded(data).to_bytes())
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    deep_text = "[" * (MAX_MCP_JSON_DEPTH * 2) + '\\"' + "{" * MAX_MCP_JSON_DEPTH
+    data = json.dumps({"jsonrpc": "2.0", "method": "a", "params": {"t": deep_text}}).encode()
+    assert McpMessage("s", data).kind == "notification"
+
+
 def test_size_limit_is_exact() -> None:
     head = b'{"jsonrpc":"2.0","method":"a","params":{"x":"'
     tail = b'"}}'

@@ -15,7 +15,9 @@ from .messaging_support import Peer, open_peer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
 from daphne_nodes import (
+    CAPTURE_APP,
     UNLIMITED_RATES,
+    capture_settings,
     migrate,
     sqlite_env,
     start_daphne,
@@ -59,3 +61,20 @@ async def peers(relay: Relay, tmp_path: Path) -> AsyncIterator[list[Peer]]:
 
 
 __all__ = ["Peer", "Relay", "open_peer"]
+
+
+@pytest.fixture(scope="session")
+def capturing_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Relay, Path]]:
+    """A relay that records every HTTP body and WebSocket frame it receives or sends
+    (capture_asgi.py), for the operator tests: ``(relay, capture file)``."""
+    base = tmp_path_factory.mktemp("operator")
+    database, capture = base / "relay.sqlite3", base / "capture.jsonl"
+    env = sqlite_env(database, **capture_settings(capture))
+    migrate(env, timeout=120)
+    log = base / "daphne.log"
+    port, process = start_daphne(env, log, CAPTURE_APP)
+    try:
+        assert wait_up(process, port, 60), log.read_text()
+        yield Relay(f"http://127.0.0.1:{port}", port, database, log), capture
+    finally:
+        stop([process])

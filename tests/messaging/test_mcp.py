@@ -136,6 +136,26 @@ async def test_private_records_agent_over_veilpost(relay: Relay, tmp_path: Path)
             assert stranger.inbox_id in replies(stranger)[0]
             stranger_inbox = stranger.inbox_id
 
+            # In a group the agent answers nobody, not even an allowed member: every member
+            # would read the record.
+            group = await asker.client.new_group([inbox, stranger.inbox_id], name="leak?")
+            await asker.client.send(group.id, f"record {best}")
+            await asker.client.send(dm, "counts")  # a DM after it: its answer comes after
+            await until(lambda: len(replies(asker)) >= 2, 20, "the DM answer after the group")
+
+            def in_group(agent: Any, sender: str) -> list[str]:
+                if group.id not in {c.id for c in agent.client.conversations()}:
+                    return []
+                return [
+                    m.text
+                    for m in agent.client.messages(group.id, limit=100, newest_first=False)
+                    if m.sender_inbox_id == sender
+                ]
+
+            await until(lambda: in_group(stranger, asker.inbox_id), 20, "the group message")
+            await asyncio.sleep(0.5)
+            assert in_group(stranger, inbox) == [] and in_group(asker, inbox) == []
+
         # The README's MCP client, as a person runs it.
         script_env = agent_env(
             relay.url, tmp_path / "script.sqlite3", VEILPOST_WALLET_KEY=script_wallet.hex()

@@ -9,7 +9,6 @@ import base64
 import json
 import secrets
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,30 +22,6 @@ from .mcp_support import RecordSet, build_server, new_agent, running
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
 from canary_search import capture_values, database_values, found, texts_of
-from daphne_nodes import (
-    CAPTURE_APP,
-    capture_settings,
-    migrate,
-    sqlite_env,
-    start_daphne,
-    stop,
-    wait_up,
-)
-
-
-@pytest.fixture(scope="module")
-def capturing_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Relay, Path]]:
-    base = tmp_path_factory.mktemp("mcp-operator")
-    database, capture = base / "relay.sqlite3", base / "capture.jsonl"
-    env = sqlite_env(database, **capture_settings(capture))
-    migrate(env, timeout=120)
-    log = base / "daphne.log"
-    port, process = start_daphne(env, log, CAPTURE_APP)
-    try:
-        assert wait_up(process, port, 60), log.read_text()
-        yield Relay(f"http://127.0.0.1:{port}", port, database, log), capture
-    finally:
-        stop([process])
 
 
 @pytest.mark.asyncio

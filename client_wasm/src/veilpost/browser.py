@@ -88,8 +88,14 @@ class _JsSocket:
         return frame
 
     async def close(self) -> None:
+        # The close event would come after the proxies are gone: end the waits here instead.
+        self._ws.onopen = self._ws.onmessage = self._ws.onclose = self._ws.onerror = None
         with contextlib.suppress(Exception):
             self._ws.close()
+        if not self._opened.done():
+            self._opened.set_exception(ConnectionError("the WebSocket was closed"))
+            self._opened.exception()  # retrieved: nobody may be waiting for it
+        self._frames.put_nowait(None)  # recv() raises from now on
         for proxy in self._proxies:
             proxy.destroy()
         self._proxies = []

@@ -254,6 +254,7 @@ class RelayConnection:
     async def _run(self) -> None:
         backoff = self.first_backoff
         while not self._closed:
+            self._wake.clear()  # a reconnect_now() from here on ends the next wait early
             self._state("connecting")
             ws: Socket | None = None
             try:
@@ -290,7 +291,6 @@ class RelayConnection:
             self._state("disconnected", error)
             delay = min(backoff, MAX_BACKOFF) * (0.5 + random.random() / 2)
             log.info("relay connection lost (%s); reconnecting in %.1f s", error, delay)
-            self._wake.clear()
             try:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()

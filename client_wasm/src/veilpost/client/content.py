@@ -1497,7 +1497,10 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_JSON_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string, escapes taken whole; possessive (no backtracking), and one never closed runs
+# to the end of the text, so that cutting strings out is one linear pass whatever the input
+# (a pattern that must find a closing quote restarts at every quote of an unclosed string).
+_JSON_STRING_RE = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _BRACKET_DELTA = [0] * 256
 _BRACKET_DELTA[ord("[")] = _BRACKET_DELTA[ord("{")] = 1
 _BRACKET_DELTA[ord("]")] = _BRACKET_DELTA[ord("}")] = -1
@@ -1509,8 +1512,8 @@ def _json_nesting(data: bytes) -> int:
 
     Checked before parsing: the standard library's parser recurses, and deep enough input
     exhausts the stack of Pyodide's WebAssembly interpreter, which is fatal there (in
-    CPython it is a RecursionError). Strings are cut out first, so brackets in them do not
-    count.
+    CPython it is a RecursionError). Strings are cut out first (in time linear in the size,
+    whatever the input), so brackets in them do not count.
     """
     brackets = _JSON_STRING_RE.sub(b"", data).translate(None, _NOT_BRACKETS)
     return max(itertools.accumulate(map(_BRACKET_DELTA.__getitem__, brackets)), default=0)

@@ -62,6 +62,8 @@ READY_TIMEOUT = 20.0
 """Seconds a tool waits for the agent to be connected before it says it is not."""
 MAX_WAIT_SECONDS = 300.0
 """Longest ``wait_for_messages`` timeout."""
+MAX_SCAN = 2000
+"""Messages ``read_messages`` looks at per call (hidden ones count: a page may come short)."""
 _INCOMING_KEPT = 1000  # messages kept for wait_for_messages
 _HIDDEN = (ReadReceipt, Profile, McpMessage)
 
@@ -300,15 +302,27 @@ class MessagingTools:
                 client.conversation(conversation_id)
             shown: list[Message] = []
             exhausted = False
-            while len(shown) <= limit and not exhausted:  # one more than shown: is there more?
+            scanned: Message | None = None  # the oldest message looked at
+            count = 0
+            # One more than shown tells whether there is more. Hidden messages (MCP traffic,
+            # receipts, profiles) are skipped, at most MAX_SCAN of them a call: a page may then
+            # come short, with a cursor to go on from.
+            while len(shown) <= limit and not exhausted and count < MAX_SCAN:
                 chunk = client.messages(conversation_id, limit=limit + 1, before=before)
                 exhausted = len(chunk) <= limit
                 if chunk:
-                    before = MessageCursor(chunk[-1].sent_at_ns, chunk[-1].id)
+                    scanned = chunk[-1]
+                    before = MessageCursor(scanned.sent_at_ns, scanned.id)
+                count += len(chunk)
                 shown += [m for m in chunk if _visible(m)]
-            more = len(shown) > limit
-            shown = shown[:limit]
-            next_cursor = _message_cursor(shown[-1]) if more else None
+                await asyncio.sleep(0)  # other work runs between chunks
+            if len(shown) > limit:
+                shown = shown[:limit]
+                next_cursor: str | None = _message_cursor(shown[-1])
+            elif not exhausted and scanned is not None:
+                next_cursor = _message_cursor(scanned)
+            else:
+                next_cursor = None
             return MessagePage(
                 conversation_id=conversation_id,
                 messages=[_info(client, m) for m in reversed(shown)],
