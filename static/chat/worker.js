@@ -272,14 +272,20 @@ ready = new Promise((resolve, reject) => {
   navigator.locks.request(LOCK, { ifAvailable: true }, async (lock) => {
     if (!lock) {
       follow().then(resolve);
-      // Queue for the lock: when the owning tab goes away, this worker takes over.
+      // Queue for the lock: when the owning tab goes away, this worker takes over. Commands
+      // sent meanwhile wait for its start; those the gone owner had not answered may or may
+      // not have been carried out, so they are answered with an error, not run again.
       navigator.locks.request(LOCK, async () => {
         role = "owner";
-        try {
-          await boot();
-        } catch (error) {
-          post({ event: "progress", stage: "error", detail: String(error?.message ?? error) });
+        for (const [id, resolve] of waiting) {
+          resolve({ id, ok: false, error: { code: "owner_gone", message: "The tab that ran this chat closed while this was under way: try again." } });
         }
+        waiting.clear();
+        ready = boot().catch((error) => {
+          post({ event: "progress", stage: "error", detail: String(error?.message ?? error) });
+          throw error;
+        });
+        await ready.catch(() => {});
         await new Promise(() => {}); // hold the lock for this worker's life
       });
       return;

@@ -260,6 +260,15 @@ async def test_two_tabs_of_one_profile_share_it(
     await alice.wait_text("from the second tab")
     assert alice.errors == [] and second.errors == []
 
+    # The owner's tab closes: the second tab's worker takes the profile over from the saved
+    # state and carries on, both ways.
+    await alice.page.close()
+    await second.send("after the first tab closed")
+    await bob.wait_text("after the first tab closed")
+    await bob.send("still reaching you")
+    await second.wait_text("still reaching you")
+    assert second.errors == []
+
 
 def message(person: Person, text: str) -> Any:
     """The message item whose text is ``text``."""

@@ -54,3 +54,27 @@ async def test_two_calls_at_once_make_one_dm_and_both_can_send_at_once(
     await bob.wait_for(
         lambda p: sorted(p.texts(f"dm:{alice.inbox_id}")) == ["one", "two"], what="bob gets both"
     )
+
+
+async def test_catch_up_subscribes_a_group_the_relay_does_not_count_it_in(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
+    """A Welcome processed, then the process ended before its subscription reached the relay:
+    the relay does not count the installation in the topic, and reading its history is
+    refused. Catching up subscribes first (it used to fail with not_a_member)."""
+    from veilpost.protocol import group_topic
+
+    alice = await open_peer(relay.url, "alice", tmp_path)
+    peers.append(alice)
+    bob = await open_peer(relay.url, "bob", tmp_path)
+    peers.append(bob)
+    dm = await alice.client.new_dm(bob.inbox_id)
+    await alice.client.send(dm.id, "before")
+    bob_dm = f"dm:{alice.inbox_id}"
+    await bob.wait_for(lambda p: p.texts(bob_dm) == ["before"], what="bob joins")
+    (group,) = bob.client._conversation_groups(bob_dm)
+    topic = group_topic(group.group_id)
+    await bob.connection.rest("DELETE", f"/conversations/{topic}")  # not a member any more
+    await alice.client.send(dm.id, "after")
+    await bob.client.catch_up(topic)
+    assert bob.texts(bob_dm) == ["before", "after"]

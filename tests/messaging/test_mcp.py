@@ -20,8 +20,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp.types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
     CONNECTION_CLOSED,
     INVALID_REQUEST,
+    LATEST_PROTOCOL_VERSION,
+    PROTOCOL_VERSION_META_KEY,
     REQUEST_TIMEOUT,
     JSONRPCError,
     JSONRPCRequest,
@@ -35,6 +39,7 @@ from veilpost.client.client import message_id_of
 from veilpost.crypto.ethereum import address_of_private_key
 from veilpost.mcp import (
     NOT_ALLOWED,
+    TOO_MANY,
     UNKNOWN_SESSION,
     McpHost,
     McpPayloadError,
@@ -243,6 +248,63 @@ async def test_each_peer_gets_its_own_sessions(relay: Relay, tmp_path: Path) -> 
             assert answer.message.error.code == NOT_ALLOWED
             assert calls == before
             assert all(k.inbox_id != eve.inbox_id for k in host.sessions)
+        await host.close()
+
+
+async def test_requests_under_way_are_capped_and_refusals_rate_limited(
+    relay: Relay, tmp_path: Path
+) -> None:
+    calls: list[str] = []
+    server = new_agent(relay.url, tmp_path, "server")
+    alice = new_agent(relay.url, tmp_path, "alice")
+    eve = new_agent(relay.url, tmp_path, "eve")
+    async with running(alice, eve):
+        host = McpHost(server, _probe_server(calls), allow=[alice.inbox_id], max_in_flight=2)
+        async with running(server):
+
+            def call(request_id: int, pause: float) -> SessionMessage:
+                # The 2026-07-28 protocol: every request says its version, no handshake.
+                meta = {
+                    PROTOCOL_VERSION_META_KEY: LATEST_PROTOCOL_VERSION,
+                    CLIENT_CAPABILITIES_META_KEY: {},
+                    CLIENT_INFO_META_KEY: {"name": "raw", "version": "1"},
+                }
+                arguments = {"name": "whoami", "arguments": {"pause": pause}, "_meta": meta}
+                return SessionMessage(
+                    JSONRPCRequest(
+                        jsonrpc="2.0", id=request_id, method="tools/call", params=arguments
+                    )
+                )
+
+            # Three slow calls at once in one session: the third is over the cap.
+            async with connect(alice, server.inbox_id, timeout=20, session="raw") as (read, write):
+                for request_id in (101, 102, 103):
+                    await write.send(call(request_id, 1.5))
+                answers: dict[str | int | None, JSONRPCResponse | JSONRPCError] = {}
+                while len(answers) < 3:
+                    item = await asyncio.wait_for(read.receive(), 20)
+                    assert isinstance(item, SessionMessage)
+                    assert isinstance(item.message, JSONRPCResponse | JSONRPCError)
+                    answers[item.message.id] = item.message
+                assert isinstance(answers[103], JSONRPCError)
+                assert answers[103].error.code == TOO_MANY
+                assert not isinstance(answers[101], JSONRPCError), answers[101]
+                assert not isinstance(answers[102], JSONRPCError), answers[102]
+                await write.send(call(104, 0))  # the answers went out: room again
+                item = await asyncio.wait_for(read.receive(), 20)
+                assert isinstance(item, SessionMessage)
+                assert isinstance(item.message, JSONRPCResponse), item.message
+                assert item.message.id == 104
+            # Eve, off the allow-list, asks twice at once: one refusal, then silence.
+            async with connect(eve, server.inbox_id, timeout=20, session="e") as (read, write):
+                await write.send(call(1, 0))
+                await write.send(call(2, 0))
+                first = await asyncio.wait_for(read.receive(), 20)
+                assert isinstance(first, SessionMessage)
+                assert isinstance(first.message, JSONRPCError)
+                assert first.message.error.code == NOT_ALLOWED
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(read.receive(), 2)
         await host.close()
 
 

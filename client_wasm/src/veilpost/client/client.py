@@ -1305,7 +1305,16 @@ class Client:
     async def catch_up(self, topic: str) -> None:
         """Process a topic's stored envelopes after its cursor (from the relay's history)."""
         while True:
-            envelopes, more = await self.relay.history(topic, self.cursor(topic))
+            try:
+                envelopes, more = await self.relay.history(topic, self.cursor(topic))
+            except RelayError as exc:
+                if exc.code != "not_a_member" or topic not in self.topics():
+                    raise
+                # A group joined here whose subscription (which makes this installation a
+                # member at the relay) has not reached the relay yet, or never did (the
+                # process ended first): subscribe now, then read.
+                await self.relay.subscribe({topic: self.cursor(topic)})
+                envelopes, more = await self.relay.history(topic, self.cursor(topic))
             for envelope in envelopes:
                 await self.process_envelope(envelope, fill_gaps=False)
             if not more:

@@ -33,6 +33,7 @@ from .content import (
     NOT_SERVED_HERE,
     SEND_FAILED,
     TOO_LARGE,
+    TOO_MANY,
     UNKNOWN_SESSION,
     McpPayloadError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "NOT_SERVED_HERE",
     "SEND_FAILED",
     "TOO_LARGE",
+    "TOO_MANY",
     "UNKNOWN_SESSION",
     "AllowList",
     "AllowListError",

@@ -15,6 +15,7 @@ SDK itself uses -32000 for a closed connection and -32001 for a timeout):
 :data:`NOT_SERVED_HERE` -32013  MCP is served in DMs only, and this conversation is a group
 :data:`UNKNOWN_SESSION` -32014  the session is not open at the server (it restarted, or ended
                                 the session when idle): open a new one and initialize
+:data:`TOO_MANY`        -32015  the session has as many requests under way as the server takes
 ``REQUEST_TIMEOUT``     -32001  no answer came in time (the client transport's ``timeout``)
 ``CONNECTION_CLOSED``   -32000  the agent under the transport stopped
 ``INVALID_REQUEST``     -32600  a malformed MCP message (its error says what is wrong)
@@ -48,6 +49,7 @@ __all__ = [
     "REQUEST_TIMEOUT",
     "SEND_FAILED",
     "TOO_LARGE",
+    "TOO_MANY",
     "UNKNOWN_SESSION",
     "McpPayloadError",
     "error_message",
@@ -66,6 +68,8 @@ NOT_SERVED_HERE: Final = -32013
 """JSON-RPC error: MCP is not served in this conversation (a group: DMs only)."""
 UNKNOWN_SESSION: Final = -32014
 """JSON-RPC error: the session is not open at the server (it restarted, or ended it idle)."""
+TOO_MANY: Final = -32015
+"""JSON-RPC error: the session has as many requests under way as the server takes at once."""
 
 
 class McpPayloadError(ValueError):

@@ -34,6 +34,12 @@ Each incoming MCP message is checked before anything reaches the server, in this
    ``server/discover``, or a request of the 2026-07-28 protocol, whose ``_meta`` carries its
    version); another request gets :data:`~veilpost.mcp.content.UNKNOWN_SESSION` (the server
    restarted, or ended the session when idle), other messages are dropped.
+5. a session takes ``max_in_flight`` requests under way at once (default 32): one more gets
+   :data:`~veilpost.mcp.content.TOO_MANY` until an answer goes out (or a cancellation).
+
+Refusals of steps 1 and 2 are answered once per inbox and conversation every 10 s, and
+dropped in between: each costs the agent an encrypted send, and a flood of them would slow
+it for everyone else.
 
 Sessions end when unused for ``idle_seconds`` (the client's next message opens a new one),
 and beyond ``max_sessions_per_inbox`` or ``max_sessions`` the least recently used one ends.
@@ -69,6 +75,7 @@ from .content import (
     NOT_ALLOWED,
     NOT_SERVED_HERE,
     TOO_LARGE,
+    TOO_MANY,
     UNKNOWN_SESSION,
     McpPayloadError,
     error_message,
@@ -84,6 +91,7 @@ __all__ = ["McpCaller", "McpHost", "current_caller"]
 log = logging.getLogger("veilpost.mcp")
 
 _CLOSE_GRACE_SECONDS = 2.0  # a closed session's server loop is cancelled after this
+_REFUSAL_INTERVAL = 10.0  # an inbox refused in a conversation gets no other answer that long
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class _ServerSession:
         self._out_recv: MemoryObjectReceiveStream[SessionMessage]
         self._out_send, self._out_recv = anyio.create_memory_object_stream[SessionMessage](math.inf)
         self.tasks: list[asyncio.Task[None]] = []
+        self.in_flight: set[str | int] = set()  # ids of requests not answered yet
 
     def start(self) -> None:
         name = f"mcp-session-{self.key.session}"
@@ -145,7 +154,23 @@ class _ServerSession:
     async def _write(self) -> None:
         async with self._out_recv:
             async for item in self._out_recv:
+                answered = getattr(item.message, "id", None)
+                if not hasattr(item.message, "method"):  # a response or an error
+                    self.in_flight.discard(answered)
                 await self.host.send(self.key.conversation_id, self.key.session, item.message)
+
+    def track(self, value: McpMessage) -> bool:
+        """Count a request as under way (False, and nothing counted, when as many as the host
+        takes are already); a cancellation ends the count of the request it names (the server
+        answers a cancelled request with nothing)."""
+        if value.kind == "request" and value.request_id is not None:
+            if len(self.in_flight) >= self.host.max_in_flight:
+                return False
+            self.in_flight.add(value.request_id)
+        elif value.method == "notifications/cancelled":
+            params = value.json.get("params") or {}
+            self.in_flight.discard(params.get("requestId"))
+        return True
 
     def deliver(self, item: SessionMessage) -> None:
         try:
@@ -183,8 +208,11 @@ class McpHost:
         idle_seconds: float = 3600.0,
         max_sessions_per_inbox: int = 8,
         max_sessions: int = 1024,
+        max_in_flight: int = 32,
     ) -> None:
         self.agent = agent
+        self.max_in_flight = max_in_flight
+        self._refused: dict[tuple[str, str], float] = {}  # (conversation, inbox) -> last time
         self.allow = AllowList.of(allow)
         # The SDK's own in-memory transport unwraps an MCPServer the same way.
         self.lowlevel_server: Server[Any] = (
@@ -236,6 +264,8 @@ class McpHost:
         what = f"MCP {value.method or value.kind}" if value is not None else "malformed MCP message"
         if not await self.allow.allows(self.agent.client, sender):
             log.warning("refused an %s from inbox %s: not on the allow-list", what, sender)
+            if self._refused_lately(conversation_id, sender):
+                return
             await self._refuse(
                 conversation_id,
                 session,
@@ -247,6 +277,8 @@ class McpHost:
             return
         if not ctx.is_dm:
             log.warning("refused an %s from inbox %s in group %s", what, sender, conversation_id)
+            if self._refused_lately(conversation_id, sender):
+                return
             await self._refuse(
                 conversation_id,
                 session,
@@ -288,6 +320,16 @@ class McpHost:
             return
         if live is None:
             live = self._open(key, now)
+        if not live.track(value):
+            await self._refuse(
+                conversation_id,
+                value.session,
+                request_id,
+                TOO_MANY,
+                f"this session has {self.max_in_flight} requests under way already: wait for"
+                " their answers",
+            )
+            return
         live.deliver(item)
 
     def _open(self, key: SessionKey, now: float) -> _ServerSession:
@@ -317,6 +359,19 @@ class McpHost:
             for key, session in self._sessions.idle(loop.time()):
                 log.info("MCP session %s of inbox %s ended (idle)", key.session, key.inbox_id)
                 session.close()
+
+    def _refused_lately(self, conversation_id: str, inbox_id: str) -> bool:
+        """Whether this inbox was refused in this conversation less than
+        :data:`_REFUSAL_INTERVAL` seconds ago (then it gets no answer: each costs the agent an
+        encrypted send, and a flood of them would slow everyone else); notes the time if not."""
+        now = asyncio.get_running_loop().time()
+        key = (conversation_id, inbox_id)
+        if now - self._refused.get(key, -math.inf) < _REFUSAL_INTERVAL:
+            return True
+        if len(self._refused) >= 10_000:  # forget the old ones
+            self._refused = {k: t for k, t in self._refused.items() if now - t < _REFUSAL_INTERVAL}
+        self._refused[key] = now
+        return False
 
     async def _refuse(
         self,
