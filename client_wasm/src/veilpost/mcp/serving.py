@@ -262,30 +262,23 @@ class McpHost:
         conversation_id = ctx.conversation.id
         request_id = value.request_id if value is not None and value.kind == "request" else None
         what = f"MCP {value.method or value.kind}" if value is not None else "malformed MCP message"
+        refusal = None
         if not await self.allow.allows(self.agent.client, sender):
             log.warning("refused an %s from inbox %s: not on the allow-list", what, sender)
-            if self._refused_lately(conversation_id, sender):
-                return
-            await self._refuse(
-                conversation_id,
-                session,
-                request_id,
+            refusal = (
                 NOT_ALLOWED,
                 f"inbox {sender} is not allowed to use this MCP server (it is not on its"
                 " allow-list)",
             )
-            return
-        if not ctx.is_dm:
+        elif not ctx.is_dm:
             log.warning("refused an %s from inbox %s in group %s", what, sender, conversation_id)
-            if self._refused_lately(conversation_id, sender):
-                return
-            await self._refuse(
-                conversation_id,
-                session,
-                request_id,
+            refusal = (
                 NOT_SERVED_HERE,
                 "this agent serves MCP in DMs only: in a group every member would read the answers",
             )
+        if refusal is not None:
+            if not self._refused_lately(conversation_id, sender):
+                await self._refuse(conversation_id, session, request_id, *refusal)
             return
         if value is None:
             log.warning("a malformed MCP message from inbox %s: %s", sender, problem)
