@@ -48,7 +48,7 @@ import { MessageView } from "./messages.js";
 import {
   $, bindComposer, bytesToBase64, copyText, errorText, fillIcons, hueClass, initials, saveFile, shortId, Toasts,
 } from "./ui.js";
-import { Thread, toggled } from "./thread.js";
+import { Thread } from "./thread.js";
 import { WorkerClient } from "./worker-client.js";
 
 const PAGE_SIZE = 50;
@@ -400,16 +400,9 @@ function renderThread(options) {
   view.render(thread.shown, options);
 }
 
-/** Update one message in place (an optimistic change, or its undo). */
-function replaceMessage(conversationId, message) {
-  const thread = state.threads.get(conversationId);
-  if (!thread?.byId.has(message.id)) return;
-  thread.insert(message);
+/** A thread changed in place (an optimistic change, or its undo): show it if it is open. */
+function rendered(conversationId) {
   if (conversationId === state.openId) renderThread({ scroll: "auto" });
-}
-
-function current(conversationId, message) {
-  return state.threads.get(conversationId)?.byId.get(message.id) ?? message;
 }
 
 // -- opening a conversation, and the address bar ------------------------------------------------
@@ -672,25 +665,19 @@ async function sendFile(file) {
 
 async function retry(message) {
   const conversationId = message.conversationId ?? state.openId;
-  const before = current(conversationId, message);
-  replaceMessage(conversationId, { ...before, status: "sending" });
   try {
-    const { message: sent } = await call("retry", { conversationId, messageId: message.id });
+    const sent = await state.threads.get(conversationId).retry(call, conversationId, message, () => rendered(conversationId));
     onMessage({ conversationId, message: sent });
   } catch (error) {
-    replaceMessage(conversationId, { ...current(conversationId, message), status: "failed" });
     toasts.show(errorText(error));
   }
 }
 
 async function react(message, emoji, remove) {
   const conversationId = message.conversationId ?? state.openId;
-  const before = current(conversationId, message);
-  replaceMessage(conversationId, { ...before, reactions: toggled(before.reactions, emoji, remove) });
   try {
-    await call("react", { conversationId, messageId: message.id, emoji, remove: Boolean(remove) });
+    await state.threads.get(conversationId).react(call, conversationId, message, emoji, remove, () => rendered(conversationId));
   } catch (error) {
-    replaceMessage(conversationId, { ...current(conversationId, message), reactions: before.reactions });
     toasts.show(errorText(error));
   }
 }

@@ -70,6 +70,38 @@ export class Thread {
     this.nextBefore = nextBefore ?? null;
   }
 
+  /** Retry a failed send: shown as "sending" at once (`changed()` re-renders), "failed" again
+   * if the worker refuses (then the error is thrown); resolves with the sent message. */
+  async retry(call, conversationId, message, changed) {
+    const before = this.byId.get(message.id) ?? message;
+    this._replace({ ...before, status: "sending" }, changed);
+    try {
+      const { message: sent } = await call("retry", { conversationId, messageId: message.id });
+      return sent;
+    } catch (error) {
+      this._replace({ ...(this.byId.get(message.id) ?? before), status: "failed" }, changed);
+      throw error;
+    }
+  }
+
+  /** My reaction, shown at once and sent; undone if the worker refuses (then it throws). */
+  async react(call, conversationId, message, emoji, remove, changed) {
+    const before = this.byId.get(message.id) ?? message;
+    this._replace({ ...before, reactions: toggled(before.reactions, emoji, remove) }, changed);
+    try {
+      await call("react", { conversationId, messageId: message.id, emoji, remove: Boolean(remove) });
+    } catch (error) {
+      this._replace({ ...(this.byId.get(message.id) ?? before), reactions: before.reactions }, changed);
+      throw error;
+    }
+  }
+
+  _replace(message, changed) {
+    if (!this.byId.has(message.id)) return;
+    this.insert(message);
+    changed();
+  }
+
   /** A placeholder for a send of mine, shown as "sending" until the worker answers. */
   addPending(me, conversationId, fields) {
     const message = {
@@ -91,7 +123,7 @@ export class Thread {
 }
 
 /** My reaction `emoji` added to (or removed from) `reactions`, as the worker will report it. */
-export function toggled(reactions, emoji, remove) {
+function toggled(reactions, emoji, remove) {
   const next = (reactions ?? []).map((r) => ({ ...r }));
   const found = next.find((r) => r.emoji === emoji);
   if (remove) {

@@ -18,7 +18,7 @@
 // composer, send-button, reply-preview, offline-banner).
 
 import { MessageView } from "../chat/messages.js";
-import { Thread, toggled } from "../chat/thread.js";
+import { Thread } from "../chat/thread.js";
 import { $, bindComposer, errorText, fillIcons, hueClass, initials, saveFile, Toasts } from "../chat/ui.js";
 import { WorkerClient } from "../chat/worker-client.js";
 
@@ -377,28 +377,17 @@ async function sendText() {
 
 async function retry(message) {
   const conversationId = state.conversation.id;
-  state.thread.insert({ ...message, status: "sending" });
-  render();
   try {
-    const { message: sent } = await call("retry", { conversationId, messageId: message.id });
-    onMessage({ conversationId, message: sent });
+    onMessage({ conversationId, message: await state.thread.retry(call, conversationId, message, render) });
   } catch (error) {
-    state.thread.insert({ ...(state.thread.byId.get(message.id) ?? message), status: "failed" });
-    render();
     toasts.show(errorText(error));
   }
 }
 
 async function react(message, emoji, remove) {
-  const conversationId = state.conversation.id;
-  const before = state.thread.byId.get(message.id) ?? message;
-  state.thread.insert({ ...before, reactions: toggled(before.reactions, emoji, remove) });
-  render();
   try {
-    await call("react", { conversationId, messageId: message.id, emoji, remove: Boolean(remove) });
+    await state.thread.react(call, state.conversation.id, message, emoji, remove, render);
   } catch (error) {
-    state.thread.insert({ ...(state.thread.byId.get(message.id) ?? before), reactions: before.reactions });
-    render();
     toasts.show(errorText(error));
   }
 }

@@ -13,13 +13,18 @@ from .messaging_support import Peer, open_peer
 pytestmark = pytest.mark.asyncio
 
 
-async def test_two_clients_exchange_dms_both_ways(
-    relay: Relay, peers: list[Peer], tmp_path: Path
-) -> None:
+async def _alice_and_bob(relay: Relay, peers: list[Peer], tmp_path: Path) -> tuple[Peer, Peer]:
     alice = await open_peer(relay.url, "alice", tmp_path)
     peers.append(alice)
     bob = await open_peer(relay.url, "bob", tmp_path)
     peers.append(bob)
+    return alice, bob
+
+
+async def test_two_clients_exchange_dms_both_ways(
+    relay: Relay, peers: list[Peer], tmp_path: Path
+) -> None:
+    alice, bob = await _alice_and_bob(relay, peers, tmp_path)
     dm = await alice.client.new_dm(bob.inbox_id)
     assert dm.id == f"dm:{bob.inbox_id}"
     sent = await alice.client.send(dm.id, "hello bob")
@@ -38,10 +43,7 @@ async def test_two_calls_at_once_make_one_dm_and_both_can_send_at_once(
     relay: Relay, peers: list[Peer], tmp_path: Path
 ) -> None:
     """The second call waits for the DM the first is making (it is not returned half made)."""
-    alice = await open_peer(relay.url, "alice", tmp_path)
-    peers.append(alice)
-    bob = await open_peer(relay.url, "bob", tmp_path)
-    peers.append(bob)
+    alice, bob = await _alice_and_bob(relay, peers, tmp_path)
 
     async def dm_and_send(text: str) -> tuple[str, str]:
         dm = await alice.client.new_dm(bob.inbox_id)
@@ -64,10 +66,7 @@ async def test_catch_up_subscribes_a_group_the_relay_does_not_count_it_in(
     refused. Catching up subscribes first (it used to fail with not_a_member)."""
     from veilpost.protocol import group_topic
 
-    alice = await open_peer(relay.url, "alice", tmp_path)
-    peers.append(alice)
-    bob = await open_peer(relay.url, "bob", tmp_path)
-    peers.append(bob)
+    alice, bob = await _alice_and_bob(relay, peers, tmp_path)
     dm = await alice.client.new_dm(bob.inbox_id)
     await alice.client.send(dm.id, "before")
     bob_dm = f"dm:{alice.inbox_id}"
